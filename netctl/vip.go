@@ -1,0 +1,163 @@
+package netctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"time"
+)
+
+// MountVIP mounts v now (marked, IPv6 with NODAD), announces it and keeps
+// announcing (burst, then refresh) until UnmountVIP. The HA code calls it
+// after winning leadership; Reconcile keeps it mounted (re-mounting it if
+// the address or its interface comes back) and never collects it. An
+// address present without fedgate's marker is not taken over: the error
+// matches ErrAddressInUse.
+func (m *Manager) MountVIP(ctx context.Context, v VIP) error {
+	if err := v.Validate(); err != nil {
+		return objErr("vip", v.Name, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for a, held := range m.haVIPs {
+		if held.Name == v.Name && a != v.Addr.Addr() {
+			return objErr("vip", v.Name, fmt.Errorf("%w: name already held for %s", ErrInvalid, held.Addr))
+		}
+	}
+	snap, err := m.dump()
+	if err != nil {
+		return objErr("vip", v.Name, err)
+	}
+	p := &pass{m: m, ctx: ctx, keepA: map[addrKey]bool{}, keepR: map[routeKey]bool{}, keepL: map[string]bool{}}
+	ix := newIndex(snap)
+	if err := p.vip(ix, v); err != nil {
+		return objErr("vip", v.Name, err)
+	}
+	// A marked copy on another link (moved VIP) is removed.
+	l := ix.byName[v.Interface]
+	for _, a := range ix.addrs[v.Addr.Addr()] {
+		if a.Marked() && a.LinkIndex != l.Index {
+			if err := m.cfg.Netlink.Addr(false, a); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return objErr("vip", v.Name, fmt.Errorf("remove old copy: %w", err))
+			}
+		}
+	}
+	m.haVIPs[v.Addr.Addr()] = v
+	m.m.vipMounts.Inc()
+	return nil
+}
+
+// UnmountVIP removes the marked address addr from every link and stops its
+// announcements. Removing an address that is not mounted is success; an
+// unmarked address is left alone and reported (ErrAddressInUse).
+func (m *Manager) UnmountVIP(ctx context.Context, addr netip.Prefix) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.haVIPs, addr.Addr())
+	delete(m.ann, addr.Addr())
+	snap, err := m.dump()
+	if err != nil {
+		return fmt.Errorf("unmount vip %s: %w", addr, err)
+	}
+	var errs []error
+	for _, a := range snap.Addrs {
+		if a.Prefix.Addr() != addr.Addr() {
+			continue
+		}
+		if !a.Marked() {
+			errs = append(errs, fmt.Errorf("unmount vip %s: %w: left in place", addr, ErrAddressInUse))
+			continue
+		}
+		if err := m.cfg.Netlink.Addr(false, a); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("unmount vip %s: %w", addr, err))
+		}
+	}
+	m.m.vipUnmounts.Inc()
+	return errors.Join(errs...)
+}
+
+// LastAnnounce returns when addr was last announced by this node and whether
+// it is currently mounted by netctl.
+func (m *Manager) LastAnnounce(addr netip.Addr) (time.Time, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st, ok := m.ann[addr]
+	if !ok {
+		return time.Time{}, false
+	}
+	return st.last, true
+}
+
+// announceNow sends one round for st and schedules the rest of the burst.
+// Called with m.mu held.
+func (m *Manager) announceNow(st *annState) {
+	m.sendRound(st)
+	st.burstLeft = m.cfg.AnnounceBurst - 1
+	st.next = m.cfg.Clock.Now().Add(m.cfg.AnnounceBurstInterval)
+	m.startLoop()
+}
+
+func (m *Manager) sendRound(st *annState) {
+	if m.cfg.Announcer == nil || len(st.link.HardwareAddr) == 0 {
+		return // no L2 (TUN, WireGuard): nothing to announce
+	}
+	err := m.cfg.Announcer.Announce(st.link, st.vip.Addr.Addr())
+	st.lastErr = err
+	if err != nil {
+		m.m.announceErrors.Inc()
+		m.log.Warn("netctl announce failed", "vip", st.vip.Name, "addr", st.vip.Addr.Addr(), "err", err)
+		return
+	}
+	st.last = m.cfg.Clock.Now()
+	m.m.announces.Inc()
+}
+
+func (m *Manager) startLoop() {
+	if m.cfg.Announcer == nil {
+		return
+	}
+	m.annOnce.Do(func() {
+		go m.announceLoop()
+	})
+}
+
+func (m *Manager) announceLoop() {
+	defer close(m.done)
+	tick := m.cfg.AnnounceBurstInterval
+	if tick <= 0 || tick > time.Second {
+		tick = time.Second
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		now := m.cfg.Clock.Now()
+		for _, st := range m.ann {
+			if now.Before(st.next) {
+				continue
+			}
+			if st.burstLeft <= 0 && m.cfg.AnnounceRefresh < 0 {
+				continue
+			}
+			m.sendRound(st)
+			if st.burstLeft > 0 {
+				st.burstLeft--
+			}
+			if st.burstLeft > 0 {
+				st.next = now.Add(m.cfg.AnnounceBurstInterval)
+			} else {
+				st.next = now.Add(m.cfg.AnnounceRefresh)
+			}
+		}
+		m.mu.Unlock()
+	}
+}
+
+
