@@ -198,9 +198,12 @@ func (c Capabilities) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Validate checks e's shape; errors name the field (prefixed by the caller).
-func (e Endpoint) Validate() error {
+// Validate checks e's shape; errors name the field.
+func (e Endpoint) Validate() error { return e.validate("") }
+
+func (e Endpoint) validate(prefix string) error {
 	var errs []error
+	fieldErr := func(f string, err error) error { return fmt.Errorf("%s%s: %w", prefix, f, err) }
 	if err := checkURL(e.URL); err != nil {
 		errs = append(errs, fieldErr("url", err))
 	}
@@ -227,8 +230,8 @@ func ValidateEndpoints(field string, eps []Endpoint) error {
 		errs = append(errs, fieldErr(field, fmt.Errorf("%d endpoints, at most %d", len(eps), MaxEndpoints)))
 	}
 	for i, e := range eps {
-		if err := e.Validate(); err != nil {
-			errs = append(errs, fieldErr(fmt.Sprintf("%s[%d]", field, i), err))
+		if err := e.validate(fmt.Sprintf("%s[%d].", field, i)); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

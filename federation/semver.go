@@ -113,11 +113,11 @@ func checkIdents(s string, noLeadingZero bool) error {
 func CompatibleVersions(ours, theirs string) error {
 	a, err := ParseVersion(ours)
 	if err != nil {
-		return fmt.Errorf("our platform version: %w", err)
+		return fmt.Errorf("our platform version (ours %s, theirs %s): %w", ours, theirs, err)
 	}
 	b, err := ParseVersion(theirs)
 	if err != nil {
-		return fmt.Errorf("peer platform version: %w", err)
+		return fmt.Errorf("peer platform version (ours %s, theirs %s): %w", ours, theirs, err)
 	}
 	if a.Major != b.Major {
 		return fmt.Errorf("%w: ours %s, theirs %s: different major versions", ErrIncompatibleVersion, ours, theirs)
