@@ -1,0 +1,34 @@
+// Package proxy is fedgate's data path. It terminates peer mTLS (inbound),
+// originates peer mTLS for local platform services (outbound), authorizes
+// every call against the node's copy of the replicated peer/grant state,
+// passes the verified identity on to the local backend, and writes one audit
+// record per L7 request and per L4 connection through a fail-closed append.
+//
+// Inbound, a single TLS 1.3 listener serves three things, chosen by ALPN:
+// HTTP/1.1 and HTTP/2 (L7 routes by path prefix to local backends, plus the
+// peer handshake endpoint), and raw TCP streams for L4 routes (ALPN
+// "fedgate-l4/<route>"), which reach their backend behind a PROXY protocol v2
+// header whose TLVs carry the verified identity.
+//
+// Outbound, a plain HTTP listener on loopback and a unix socket lets a
+// platform service reach peer P without holding TLS material: it names P by
+// Host "<peer-id>.peer.fedgate" (or by an absolute-form URI whose host is one
+// of P's endpoints). The proxy picks P's endpoints by priority, probes each
+// with a short connect timeout, fails over, presents the site's federation
+// certificate for P and verifies P's server certificate against P's bundle.
+//
+// Authorization order for inbound L7 requests: peer reachable (enrolled,
+// active, degraded), contract version agreed, capability declared for the
+// route's resource kind, then the grant (when the route requires one) in the
+// platform's order: token present, resolves, belongs to the calling peer, not
+// expired or revoked (401), kind, resource, scope, instance, network, source
+// CIDR (403). Every denial is answered with a JSON body
+// {"error":"<reason>","status":N} and audited.
+//
+// Lifecycle: trust and certificate changes apply to new handshakes only.
+// StateChanged re-evaluates live connections: those of a peer that is no
+// longer reachable, or whose certificate has been revoked, are closed, except
+// requests marked with Powernode-Migration-Id, which keep running for the
+// migration grace period (default five minutes). Shutdown drains with the
+// caller's deadline.
+package proxy

@@ -1,0 +1,271 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Proxy is one node's inbound and outbound federation proxy.
+type Proxy struct {
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+
+	routes   []*route          // L7, longest prefix first
+	l4routes map[string]*route // by ALPN protocol
+	inTLS    *tls.Config
+
+	inSrv   *http.Server
+	outSrv  *http.Server
+	handoff *chanListener // handshaken inbound HTTP connections
+
+	backendTransport *http.Transport
+	peerTransport    *http.Transport
+	outProxy         *httputil.ReverseProxy
+	dialer           *endpointDialer
+
+	limiters *limiters
+	conns    *registry
+	outReqs  *outTracker
+	outL4    *l4Tracker
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	started   bool
+	closed    atomic.Bool
+	ready     atomic.Bool
+	wg        sync.WaitGroup // accept loops and L4 connections
+	l4wg      sync.WaitGroup
+	inAddr    net.Addr
+	outAddr   net.Addr
+	l4Addrs   map[string]net.Addr
+}
+
+type route struct {
+	Route
+	target *url.URL
+	proxy  *httputil.ReverseProxy
+	alpn   string
+}
+
+// New validates cfg (after defaults) and builds a Proxy. It opens no
+// listener: call Start.
+func New(cfg Config) (*Proxy, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: register metrics: %w", err)
+	}
+	p := &Proxy{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		m:        m,
+		l4routes: map[string]*route{},
+		limiters: newLimiters(),
+		conns:    newRegistry(),
+		outReqs:  newOutTracker(),
+		outL4:    newL4Tracker(),
+		l4Addrs:  map[string]net.Addr{},
+	}
+	p.conns.setCap(cfg.Limits.MaxConns)
+	p.backendTransport = newTransport(cfg.Limits)
+	p.dialer = newEndpointDialer(p)
+	p.peerTransport = newTransport(cfg.Limits)
+	p.peerTransport.DialTLSContext = p.dialer.dialTLSForTransport
+	p.peerTransport.ForceAttemptHTTP2 = cfg.HTTP2ToPeers
+
+	for i := range cfg.Routes {
+		r := &route{Route: cfg.Routes[i]}
+		switch r.Kind {
+		case RouteHTTP:
+			r.target, _ = url.Parse(r.Backend)
+			r.proxy = p.newBackendProxy(r)
+			p.routes = append(p.routes, r)
+		case RouteTCP:
+			r.alpn = ALPNPrefix + r.Name
+			p.l4routes[r.alpn] = r
+		}
+	}
+	sort.SliceStable(p.routes, func(i, j int) bool { return len(p.routes[i].PathPrefix) > len(p.routes[j].PathPrefix) })
+	p.inTLS = p.inboundTLSConfig()
+	p.outProxy = p.newPeerProxy()
+	return p, nil
+}
+
+// newTransport returns an http.Transport tuned for a small number of hosts
+// with many concurrent requests: a deep idle pool, no compression, no proxy
+// from the environment.
+func newTransport(l Limits) *http.Transport {
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                  nil,
+		DialContext:            d.DialContext,
+		MaxIdleConns:           l.MaxIdlePerHost * 4,
+		MaxIdleConnsPerHost:    l.MaxIdlePerHost,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  l.BackendTimeout,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true,
+		MaxResponseHeaderBytes: 1 << 20,
+		WriteBufferSize:        16 << 10,
+		ReadBufferSize:         16 << 10,
+	}
+}
+
+// Start opens the configured listeners and serves them in the background.
+// The proxy is ready (Ready reports true) once every listener is open.
+func (p *Proxy) Start(ctx context.Context) error {
+	p.mu.Lock()
+	if p.started {
+		p.mu.Unlock()
+		return ErrStarted
+	}
+	p.started = true
+	p.mu.Unlock()
+	var lc net.ListenConfig
+	listen := func(network, addr string) (net.Listener, error) {
+		ln, err := lc.Listen(ctx, network, addr)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: listen %s %s: %w", network, addr, err)
+		}
+		p.mu.Lock()
+		p.listeners = append(p.listeners, ln)
+		p.mu.Unlock()
+		return ln, nil
+	}
+	fail := func(err error) error {
+		p.closeListeners()
+		return err
+	}
+	if p.cfg.InboundAddr != "" {
+		ln, err := listen("tcp", p.cfg.InboundAddr)
+		if err != nil {
+			return fail(err)
+		}
+		p.inAddr = ln.Addr()
+		p.startInbound(ln)
+	}
+	var outLns []net.Listener
+	if p.cfg.OutboundAddr != "" {
+		ln, err := listen("tcp", p.cfg.OutboundAddr)
+		if err != nil {
+			return fail(err)
+		}
+		p.outAddr = ln.Addr()
+		outLns = append(outLns, ln)
+	}
+	if p.cfg.OutboundSocket != "" {
+		_ = os.Remove(p.cfg.OutboundSocket)
+		ln, err := listen("unix", p.cfg.OutboundSocket)
+		if err != nil {
+			return fail(err)
+		}
+		if err := os.Chmod(p.cfg.OutboundSocket, 0o660); err != nil {
+			return fail(fmt.Errorf("proxy: chmod %s: %w", p.cfg.OutboundSocket, err))
+		}
+		outLns = append(outLns, ln)
+	}
+	if len(outLns) > 0 {
+		p.startOutbound(outLns)
+	}
+	for _, o := range p.cfg.OutboundL4 {
+		ln, err := listen("tcp", o.Listen)
+		if err != nil {
+			return fail(err)
+		}
+		p.l4Addrs[o.Route+"@"+o.PeerID] = ln.Addr()
+		p.startOutboundL4(ln, o)
+	}
+	p.ready.Store(true)
+	return nil
+}
+
+// Ready reports whether Start has opened every listener and the proxy has
+// not begun shutting down.
+func (p *Proxy) Ready() bool { return p.ready.Load() && !p.closed.Load() }
+
+// InboundAddr is the inbound listener's address (nil before Start).
+func (p *Proxy) InboundAddr() net.Addr { return p.inAddr }
+
+// OutboundAddr is the outbound TCP listener's address (nil before Start).
+func (p *Proxy) OutboundAddr() net.Addr { return p.outAddr }
+
+// OutboundL4Addr is the address of the outbound L4 listener for route of
+// peer peerID (nil if none).
+func (p *Proxy) OutboundL4Addr(route, peerID string) net.Addr {
+	return p.l4Addrs[route+"@"+peerID]
+}
+
+func (p *Proxy) closeListeners() {
+	p.mu.Lock()
+	lns := p.listeners
+	p.listeners = nil
+	p.mu.Unlock()
+	for _, ln := range lns {
+		ln.Close()
+	}
+}
+
+// Shutdown stops accepting, lets in-flight requests and L4 streams finish
+// until ctx is done, then closes whatever is left. It returns ctx.Err() when
+// the deadline cut connections.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	if p.closed.Swap(true) {
+		return ErrClosed
+	}
+	p.ready.Store(false)
+	p.closeListeners()
+	var (
+		errs []error
+		emu  sync.Mutex
+		wg   sync.WaitGroup
+	)
+	for _, s := range []*http.Server{p.inSrv, p.outSrv} {
+		if s == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Shutdown(ctx); err != nil {
+				s.Close()
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	l4done := make(chan struct{})
+	go func() { p.l4wg.Wait(); close(l4done) }()
+	select {
+	case <-l4done:
+	case <-ctx.Done():
+		p.conns.closeAll()
+		<-l4done
+		errs = append(errs, ctx.Err())
+	}
+	p.conns.closeAll()
+	p.wg.Wait()
+	p.backendTransport.CloseIdleConnections()
+	p.peerTransport.CloseIdleConnections()
+	if len(errs) > 0 {
+		return fmt.Errorf("proxy: shutdown: %w", errors.Join(errs...))
+	}
+	return nil
+}
