@@ -92,10 +92,29 @@ type GrantRequest struct {
 // resource kind, resource id, scope, node instance, SDWAN network, source
 // CIDR (403s) — and returns the grant or an *AuthError.
 func CheckGrant(req GrantRequest, lookup func(id string) (Grant, bool), secret []byte, now time.Time) (Grant, error) {
+	return checkGrant(req, lookup, nil, secret, now)
+}
+
+// CheckGrantKey is CheckGrant with a prepared TokenKey (the fast path); a nil
+// key fails closed.
+func CheckGrantKey(req GrantRequest, lookup func(id string) (Grant, bool), key *TokenKey, now time.Time) (Grant, error) {
+	if key == nil {
+		return checkGrant(req, lookup, nil, nil, now)
+	}
+	return checkGrant(req, lookup, key, nil, now)
+}
+
+func checkGrant(req GrantRequest, lookup func(id string) (Grant, bool), key *TokenKey, secret []byte, now time.Time) (Grant, error) {
 	if req.Token == "" {
 		return Grant{}, errTokenMissing
 	}
-	id, err := VerifyToken(secret, req.Token)
+	var id string
+	var err error
+	if key != nil {
+		id, err = key.Verify(req.Token)
+	} else {
+		id, err = VerifyToken(secret, req.Token)
+	}
 	switch err {
 	case nil:
 	case ErrNoSecret:
@@ -180,10 +199,13 @@ type CallRequest struct {
 }
 
 // AuthState is the replicated state Authorize reads: the contract registry,
-// the grant lookup and the grant-token secret.
+// the grant lookup and the grant-token secret, either prepared (Key, the fast
+// path, preferred when set) or raw (Secret). With neither, grant checks fail
+// closed.
 type AuthState struct {
 	Contracts   Registry
 	LookupGrant func(id string) (Grant, bool)
+	Key         *TokenKey
 	Secret      []byte
 }
 
@@ -219,7 +241,7 @@ func Authorize(p Peer, req CallRequest, st AuthState, now time.Time) (Decision, 
 	if !req.RequiresGrant && req.Token == "" {
 		return Decision{RemoteSubject: RemoteSubject(nil, req.AssertedSubject, req.CertSubject)}, nil
 	}
-	g, err := CheckGrant(GrantRequest{
+	g, err := checkGrant(GrantRequest{
 		PeerID:         p.ID,
 		Token:          req.Token,
 		ResourceKind:   req.ResourceKind,
@@ -228,7 +250,7 @@ func Authorize(p Peer, req CallRequest, st AuthState, now time.Time) (Decision, 
 		NodeInstanceID: req.NodeInstanceID,
 		SDWANNetworkID: req.SDWANNetworkID,
 		SourceIP:       req.SourceIP,
-	}, st.LookupGrant, st.Secret, now)
+	}, st.LookupGrant, st.Key, st.Secret, now)
 	if err != nil {
 		return Decision{}, err
 	}

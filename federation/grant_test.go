@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,10 +194,17 @@ func TestCheckGrantOrder(t *testing.T) {
 				}
 				later.mut(&sc)
 			}
-			_, err := CheckGrant(sc.req, func(id string) (Grant, bool) { g, ok := sc.grants[id]; return g, ok }, sc.secret, sc.now)
+			lookup := func(id string) (Grant, bool) { g, ok := sc.grants[id]; return g, ok }
+			_, err := CheckGrant(sc.req, lookup, sc.secret, sc.now)
 			var ae *AuthError
 			if !errors.As(err, &ae) || ae.Reason != st.reason || ae.Status != st.status {
 				t.Fatalf("CheckGrant = %v, want %d %s", err, st.status, st.reason)
+			}
+			// The prepared-key path answers identically.
+			key, _ := NewTokenKey(sc.secret)
+			_, kerr := CheckGrantKey(sc.req, lookup, key, sc.now)
+			if !errors.As(kerr, &ae) || ae.Reason != st.reason || ae.Status != st.status {
+				t.Fatalf("CheckGrantKey = %v, want %d %s", kerr, st.status, st.reason)
 			}
 		})
 	}
@@ -302,5 +310,56 @@ func TestGrantRevokeImmutableAndJSON(t *testing.T) {
 	out, _ = json.Marshal(all)
 	if !strings.Contains(string(out), `"resource_id":null`) {
 		t.Fatalf("nil resource_id not null: %s", out)
+	}
+}
+
+func TestTokenKey(t *testing.T) {
+	if _, err := NewTokenKey(testSecret[:MinSecretLen-1]); !errors.Is(err, ErrNoSecret) {
+		t.Fatalf("short secret: %v", err)
+	}
+	var nilKey *TokenKey
+	if _, err := nilKey.Verify("x"); !errors.Is(err, ErrNoSecret) {
+		t.Fatalf("nil key verify: %v", err)
+	}
+	if _, err := nilKey.Mint("x"); !errors.Is(err, ErrNoSecret) {
+		t.Fatalf("nil key mint: %v", err)
+	}
+	secret := bytes.Clone(testSecret)
+	key, err := NewTokenKey(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret[0] ^= 1 // the key keeps its own copy
+	r := &seqReader{}
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		ids := []string{mustID(t, r, t0), mustID(t, r, t0)}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				id := ids[i%2]
+				want, _ := MintToken(testSecret, id)
+				got, err := key.Mint(id)
+				if err != nil || got != want {
+					t.Errorf("Mint = %q, %v; want %q", got, err, want)
+					return
+				}
+				if gid, err := key.Verify(want); err != nil || gid != id {
+					t.Errorf("Verify = %q, %v", gid, err)
+					return
+				}
+				if _, err := key.Verify(want[:len(want)-1] + "x"); !errors.Is(err, ErrTokenMalformed) {
+					t.Errorf("Verify malformed: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	other, _ := NewTokenKey(append(bytes.Clone(testSecret), '!'))
+	tok, _ := key.Mint(mustID(t, r, t0))
+	if _, err := other.Verify(tok); !errors.Is(err, ErrTokenMismatch) {
+		t.Fatalf("other key: %v", err)
 	}
 }

@@ -30,7 +30,10 @@ func MintToken(secret []byte, grantID string) (string, error) {
 	if err := ParseID(grantID); err != nil {
 		return "", fmt.Errorf("mint token: %w", err)
 	}
-	mac := tokenMAC(secret, grantID)
+	return formatToken(grantID, tokenMAC(secret, grantID)), nil
+}
+
+func formatToken(grantID string, mac [sha256.Size]byte) string {
 	var b strings.Builder
 	b.Grow(TokenLen)
 	b.WriteString(TokenPrefix)
@@ -39,7 +42,7 @@ func MintToken(secret []byte, grantID string) (string, error) {
 	var h [2 * sha256.Size]byte
 	hex.Encode(h[:], mac[:])
 	b.Write(h[:])
-	return b.String(), nil
+	return b.String()
 }
 
 func tokenMAC(secret []byte, grantID string) [sha256.Size]byte {
