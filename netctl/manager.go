@@ -25,10 +25,10 @@ type Manager struct {
 	m   *metrics
 
 	mu       sync.Mutex
-	kernelOK *bool                 // nil: not probed yet
-	haVIPs   map[netip.Addr]VIP    // mounted through MountVIP
+	kernelOK *bool              // nil: not probed yet
+	haVIPs   map[netip.Addr]VIP // mounted through MountVIP
 	ann      map[netip.Addr]*annState
-	desired  Desired               // last sanitized desired state
+	desired  Desired // last sanitized desired state
 	last     Result
 
 	annOnce sync.Once

@@ -159,5 +159,3 @@ func (m *Manager) announceLoop() {
 		m.mu.Unlock()
 	}
 }
-
-
