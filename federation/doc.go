@@ -20,4 +20,21 @@
 //
 // JSON field names are the platform's snake_case names, so records marshalled
 // here are what the platform and fedgate's --json output use.
+//
+// Typical use:
+//
+//	// raft FSM (plain state code): validate, then apply a transition
+//	q, err := peer.Transition(federation.StatusSuspended, reason, cmd.At)
+//	reg, err = reg.Add(cv)                      // refuses a digest mismatch
+//
+//	// proxy, per request, against the local FSM copy
+//	key, _ := federation.NewTokenKey(secret)    // once per secret
+//	d, err := federation.Authorize(peer, federation.CallRequest{...},
+//		federation.AuthState{Contracts: reg, LookupGrant: lookup, Key: key}, now)
+//	var ae *federation.AuthError                // errors.As → ae.Status, ae.Reason
+//
+//	// handshake and heartbeat handlers
+//	err = federation.CheckHandshake(federation.Local{PlatformVersion: v, AgreedVersion: peer.ContractVersionAgreed}, hs, reg)
+//	peer, err = peer.ApplyHandshake(hs, now)
+//	peer, kinds, err := peer.ApplyHeartbeat(hb, now)
 package federation

@@ -3,6 +3,7 @@ package federation
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 )
 
@@ -50,6 +51,19 @@ type Finding struct {
 	Kind   FindingKind `json:"kind"`
 	Detail string      `json:"detail"`
 	At     time.Time   `json:"at"`
+}
+
+// NewFinding returns a finding with a fresh UUIDv7 id (from now and rand).
+func NewFinding(peerID string, kind FindingKind, detail string, now time.Time, rand io.Reader) (Finding, error) {
+	id, err := NewID(now, rand)
+	if err != nil {
+		return Finding{}, fmt.Errorf("new finding: %w", err)
+	}
+	f := Finding{ID: id, PeerID: peerID, Kind: kind, Detail: detail, At: now}
+	if err := f.Validate(); err != nil {
+		return Finding{}, err
+	}
+	return f, nil
 }
 
 // Validate checks the shape of f.

@@ -262,8 +262,9 @@ func (hb Heartbeat) MissingDisclosure() []string {
 }
 
 // ApplyHeartbeat returns a copy of p updated from heartbeat hb received at
-// now (last_heartbeat_at, disclosure fields, capabilities, endpoints,
-// extension slugs, sync cursor) and the finding kinds it raises:
+// now (last_heartbeat_at; the disclosure fields hb sets — an empty one keeps
+// the recorded value; capabilities, endpoints, extension slugs, sync cursor)
+// and the finding kinds it raises:
 // peer_residency_missing when data_residency is empty, and
 // peer_schema_version_drift when a kind's schema versions differ from those
 // recorded at the handshake (the recorded ones are kept: a change needs a
@@ -277,13 +278,13 @@ func (p Peer) ApplyHeartbeat(hb Heartbeat, now time.Time) (Peer, []FindingKind, 
 	q := p.Clone()
 	q.LastHeartbeatAt = now
 	q.UpdatedAt = now
-	q.OperatorContact = hb.OperatorContact
-	q.Jurisdiction = hb.Jurisdiction
-	if hb.PlatformVersion != "" {
-		q.PlatformVersion = hb.PlatformVersion
-	}
-	q.LastKnownGoodRelease = hb.LastKnownGoodRelease
-	q.DataResidency = hb.DataResidency
+	// Disclosure is updated, never erased: a heartbeat that omits a field
+	// keeps the last declared value (and an omitted residency is a finding).
+	setIf(&q.OperatorContact, hb.OperatorContact)
+	setIf(&q.Jurisdiction, hb.Jurisdiction)
+	setIf(&q.PlatformVersion, hb.PlatformVersion)
+	setIf(&q.LastKnownGoodRelease, hb.LastKnownGoodRelease)
+	setIf(&q.DataResidency, hb.DataResidency)
 	if hb.DataResidency == "" {
 		kinds = append(kinds, FindingResidencyMissing)
 	}
@@ -300,6 +301,12 @@ func (p Peer) ApplyHeartbeat(hb Heartbeat, now time.Time) (Peer, []FindingKind, 
 		q.SyncCursor = hb.SyncCursor
 	}
 	return q, kinds, nil
+}
+
+func setIf(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
 }
 
 func schemaDrift(recorded, now Capabilities) bool {

@@ -142,6 +142,9 @@ func TestHeartbeat(t *testing.T) {
 	if !cmp.Equal(kinds, []FindingKind{FindingResidencyMissing, FindingSchemaVersionDrift}) {
 		t.Fatalf("findings %v", kinds)
 	}
+	if q.DataResidency != "eu-west" || q.Validate() != nil {
+		t.Fatalf("omitted residency erased the recorded one: %q %v", q.DataResidency, q.Validate())
+	}
 	if !cmp.Equal(q.Capabilities.SchemaVersions["workload"], []string{"v1", "v2"}) {
 		t.Fatal("drifted schema versions replaced the handshake's")
 	}
@@ -208,6 +211,13 @@ func TestSuspendPolicy(t *testing.T) {
 		if err := x.Validate(); err != nil {
 			t.Fatal(err)
 		}
+	}
+	nf, err := NewFinding(peer, FindingCapabilityDrift, "called secrets", t0, r)
+	if err != nil || nf.Kind != FindingCapabilityDrift || !nf.At.Equal(t0) || ParseID(nf.ID) != nil {
+		t.Fatalf("NewFinding: %+v %v", nf, err)
+	}
+	if _, err := NewFinding(peer, "bogus", "", t0, r); err == nil {
+		t.Fatal("NewFinding accepted a bogus kind")
 	}
 	if sp.HardCount(fs, t0) != 2 || sp.ShouldSuspend(fs, t0) {
 		t.Fatalf("2 hard in window: count %d", sp.HardCount(fs, t0))

@@ -273,7 +273,9 @@ func missingDisclosure(contact, jurisdiction, platformVersion, lkg, residency st
 }
 
 // Validate checks the shape of every field of p; the error joins one error per
-// bad field, each naming the field by its JSON name.
+// bad field, each naming the field by its JSON name. It also checks the
+// invariant of commitment 1: a reachable peer (enrolled, active, degraded)
+// has every identity-disclosure field.
 func (p Peer) Validate() error {
 	var errs []error
 	add := func(field string, err error) {
@@ -290,6 +292,11 @@ func (p Peer) Validate() error {
 	}
 	if !p.Status.Valid() {
 		add("status", fmt.Errorf("unknown status %q", p.Status))
+	} else if p.Status.Reachable() {
+		if missing := p.MissingDisclosure(); len(missing) > 0 {
+			add("status", fmt.Errorf("%s requires identity disclosure: %w: %s",
+				p.Status, ErrDisclosureMissing, strings.Join(missing, ", ")))
+		}
 	}
 	if !p.SignedAt.IsZero() && !p.ExpiresAt.IsZero() && !p.ExpiresAt.After(p.SignedAt) {
 		add("expires_at", errors.New("not after signed_at"))

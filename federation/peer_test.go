@@ -63,6 +63,7 @@ func TestPeerValidateNamesField(t *testing.T) {
 		{"created_at", func(p *Peer) { p.CreatedAt = time.Time{} }},
 		{"updated_at", func(p *Peer) { p.UpdatedAt = p.CreatedAt.Add(-time.Second) }},
 		{"expires_at", func(p *Peer) { p.SignedAt = t0; p.ExpiresAt = t0 }},
+		{"status: active requires identity disclosure: identity disclosure missing: jurisdiction", func(p *Peer) { p.Jurisdiction = "" }},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
 			p := fullPeer(t, StatusActive)
