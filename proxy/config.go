@@ -93,15 +93,16 @@ type Config struct {
 	Certs      Certificates
 	Findings   Findings      // optional
 	Handshakes HandshakeSink // optional
-	// GrantSecret returns the grant-token HMAC secret; tokens fail closed
-	// without one.
-	GrantSecret func() []byte
+	// GrantKey returns the prepared grant-token key (federation.NewTokenKey
+	// of the secret, swapped whole on rotation); grant checks fail closed
+	// while it returns nil.
+	GrantKey func() *federation.TokenKey
 
 	// PlatformVersion is this site's Powernode platform version (semver),
 	// compared N-1 with a peer's at handshake.
 	PlatformVersion string
 	// Capabilities are what this site declares in its handshake answer.
-	Capabilities    federation.Capabilities
+	Capabilities federation.Capabilities
 
 	InboundAddr    string // "" disables inbound
 	OutboundAddr   string // loopback host:port; "" disables
@@ -158,8 +159,8 @@ func (c *Config) setDefaults() {
 	if c.MigrationGrace == 0 {
 		c.MigrationGrace = DefaultMigrationGrace
 	}
-	if c.GrantSecret == nil {
-		c.GrantSecret = func() []byte { return nil }
+	if c.GrantKey == nil {
+		c.GrantKey = func() *federation.TokenKey { return nil }
 	}
 	l := &c.Limits
 	def := func(d *time.Duration, v time.Duration) {

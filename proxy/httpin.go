@@ -241,7 +241,7 @@ func (p *Proxy) serveInboundHTTP(w http.ResponseWriter, r *http.Request) {
 	}, federation.AuthState{
 		Contracts:   p.cfg.State.Contracts(),
 		LookupGrant: p.cfg.State.Grant,
-		Secret:      p.cfg.GrantSecret(),
+		Key:         p.cfg.GrantKey(),
 	}, p.cfg.Now())
 	if err != nil {
 		d := authDenial(err)

@@ -97,7 +97,7 @@ func (p *Proxy) startInbound(ln net.Listener) {
 		MaxHeaderBytes:    l.MaxHeaderBytes,
 		Protocols:         &protos,
 		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams: 250,
+			MaxConcurrentStreams:      250,
 			MaxReceiveBufferPerStream: 1 << 20,
 		},
 		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),

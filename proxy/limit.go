@@ -1,8 +1,8 @@
 package proxy
 
 import (
-	"strconv"
 	"math"
+	"strconv"
 	"sync"
 	"time"
 
