@@ -1,0 +1,324 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// DefaultSocket is the local API socket of a production node.
+const DefaultSocket = "/run/fedgate/fedgate.sock"
+
+// ErrConfig marks a configuration that cannot be used; the message names the
+// file, line and key that are wrong.
+var ErrConfig = errors.New("invalid config")
+
+// Config is fedgated's whole configuration: one YAML file, unknown keys
+// rejected. Every field has a default that a single-node site can run on.
+type Config struct {
+	// Node identifies this host within the site.
+	Node NodeConfig `yaml:"node"`
+	// Log selects the log format and level.
+	Log LogConfig `yaml:"log"`
+	// API is the local API on a unix socket, the only thing the CLI talks to.
+	API APIConfig `yaml:"api"`
+	// Raft is the replicated state.
+	Raft RaftConfig `yaml:"raft"`
+	// Cluster is the cluster-internal HTTPS API (join, certificate renewal).
+	Cluster ClusterConfig `yaml:"cluster"`
+	// PKI selects the certificate authority.
+	PKI PKIConfig `yaml:"pki"`
+	// Metrics is the Prometheus listener.
+	Metrics MetricsConfig `yaml:"metrics"`
+	// Federation holds what this site tells its peers about itself.
+	Federation FederationConfig `yaml:"federation"`
+}
+
+// NodeConfig identifies this node.
+type NodeConfig struct {
+	// DataDir holds raft, the CA, keys and the audit log. Default /var/lib/fedgate.
+	DataDir string `yaml:"data_dir"`
+	// SiteName names the site in certificates. Default "fedgate-site".
+	SiteName string `yaml:"site_name"`
+}
+
+// LogConfig selects slog's handler.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is text or json. Default text.
+	Format string `yaml:"format"`
+}
+
+// APIConfig is the local API.
+type APIConfig struct {
+	// Socket is the unix socket path, mode 0660. Default /run/fedgate/fedgate.sock.
+	Socket string `yaml:"socket"`
+}
+
+// RaftConfig is the replicated state's listener and timing.
+type RaftConfig struct {
+	// Listen is the raft mTLS address. Default 127.0.0.1:7400.
+	Listen string `yaml:"listen"`
+	// Advertise is the address other nodes dial. Default Listen.
+	Advertise string `yaml:"advertise"`
+	// Bootstrap starts a new site with this node as its only voter when the
+	// data dir holds no raft state. A node that joins an existing site sets false.
+	Bootstrap *bool `yaml:"bootstrap"`
+	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout override raftstore's LAN defaults.
+	HeartbeatTimeout   time.Duration `yaml:"heartbeat_timeout"`
+	ElectionTimeout    time.Duration `yaml:"election_timeout"`
+	LeaderLeaseTimeout time.Duration `yaml:"leader_lease_timeout"`
+}
+
+// ClusterConfig is the cluster-internal HTTPS API.
+type ClusterConfig struct {
+	// Listen is the address of the join and renewal endpoint. Default 127.0.0.1:7401.
+	Listen string `yaml:"listen"`
+	// Advertise is the address other nodes dial. Default Listen.
+	Advertise string `yaml:"advertise"`
+}
+
+// PKIConfig selects the CA.
+type PKIConfig struct {
+	// NodeCertLifetime is the lifetime of node certificates. Default 24h.
+	NodeCertLifetime time.Duration `yaml:"node_cert_lifetime"`
+}
+
+// MetricsConfig is the Prometheus and health listener.
+type MetricsConfig struct {
+	// Listen is a loopback address; empty disables it. Default 127.0.0.1:9464 (dev: off).
+	Listen string `yaml:"listen"`
+}
+
+// FederationConfig is what this site declares to its peers.
+type FederationConfig struct {
+	// GrantSecretFile holds the HMAC secret for grant tokens (mode 0600 or
+	// tighter). Default DATA_DIR/secrets/grant.key, created on first start.
+	GrantSecretFile string `yaml:"grant_secret_file"`
+	// PlatformVersion is the Powernode build this site runs (semver).
+	PlatformVersion string `yaml:"platform_version"`
+}
+
+// DefaultConfig returns the configuration a production node starts from.
+func DefaultConfig() Config {
+	return Config{
+		Node:    NodeConfig{DataDir: "/var/lib/fedgate", SiteName: "fedgate-site"},
+		Log:     LogConfig{Level: "info", Format: "text"},
+		API:     APIConfig{Socket: DefaultSocket},
+		Raft:    RaftConfig{Listen: "127.0.0.1:7400"},
+		Cluster: ClusterConfig{Listen: "127.0.0.1:7401"},
+		PKI:     PKIConfig{NodeCertLifetime: 24 * time.Hour},
+		Metrics: MetricsConfig{Listen: "127.0.0.1:9464"},
+		Federation: FederationConfig{
+			PlatformVersion: "1.0.0",
+		},
+	}
+}
+
+// LoadConfig reads and validates the YAML file at path. Unknown keys, wrong
+// types and invalid values are refused with the file, line and key.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes data (named name in errors) over DefaultConfig and validates it.
+func ParseConfig(name string, data []byte) (Config, error) {
+	cfg := DefaultConfig()
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return Config{}, fmt.Errorf("%w: %s: %s", ErrConfig, name, cleanYAMLError(err))
+	}
+	if len(bytes.TrimSpace(data)) > 0 {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil {
+			return Config{}, fmt.Errorf("%w: %s: %s", ErrConfig, name, cleanYAMLError(err))
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%w: %s: %s", ErrConfig, name, locate(&root, err))
+	}
+	return cfg, nil
+}
+
+// fieldError names the YAML key path of an invalid value.
+type fieldError struct {
+	key string // dotted path, e.g. raft.listen
+	msg string
+}
+
+func (e *fieldError) Error() string { return e.key + ": " + e.msg }
+
+func badField(key, format string, args ...any) error {
+	return &fieldError{key: key, msg: fmt.Sprintf(format, args...)}
+}
+
+// locate prefixes a validation error with the line of its key in the file.
+func locate(root *yaml.Node, err error) string {
+	var fe *fieldError
+	if !errors.As(err, &fe) {
+		return err.Error()
+	}
+	if line := keyLine(root, strings.Split(fe.key, ".")); line > 0 {
+		return fmt.Sprintf("line %d: %s", line, fe.Error())
+	}
+	return fe.Error()
+}
+
+func keyLine(n *yaml.Node, path []string) int {
+	if n == nil {
+		return 0
+	}
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		return keyLine(n.Content[0], path)
+	}
+	if n.Kind != yaml.MappingNode || len(path) == 0 {
+		return 0
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == path[0] {
+			if len(path) == 1 {
+				return n.Content[i].Line
+			}
+			if l := keyLine(n.Content[i+1], path[1:]); l > 0 {
+				return l
+			}
+			return n.Content[i].Line
+		}
+	}
+	return 0
+}
+
+func cleanYAMLError(err error) string {
+	s := err.Error()
+	s = strings.TrimPrefix(s, "yaml: unmarshal errors:\n")
+	s = strings.TrimPrefix(s, "yaml: ")
+	s = strings.ReplaceAll(s, "\n  ", "; ")
+	s = strings.TrimSpace(s)
+	s = strings.ReplaceAll(s, "in type agent.", "in section ")
+	return s
+}
+
+// Validate checks every field and names the first bad key.
+func (c *Config) Validate() error {
+	if c.Node.DataDir == "" {
+		return badField("node.data_dir", "must be set")
+	}
+	if !filepath.IsAbs(c.Node.DataDir) {
+		return badField("node.data_dir", "must be an absolute path, got %q", c.Node.DataDir)
+	}
+	if c.Node.SiteName == "" || len(c.Node.SiteName) > 64 {
+		return badField("node.site_name", "must be 1..64 characters")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return badField("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return badField("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	if c.API.Socket == "" || !filepath.IsAbs(c.API.Socket) {
+		return badField("api.socket", "must be an absolute path, got %q", c.API.Socket)
+	}
+	if len(c.API.Socket) > 107 {
+		return badField("api.socket", "path longer than a unix socket allows (107 bytes)")
+	}
+	if err := checkHostPort("raft.listen", c.Raft.Listen, false); err != nil {
+		return err
+	}
+	if err := checkHostPort("raft.advertise", c.Raft.Advertise, true); err != nil {
+		return err
+	}
+	if err := checkHostPort("cluster.listen", c.Cluster.Listen, false); err != nil {
+		return err
+	}
+	if err := checkHostPort("cluster.advertise", c.Cluster.Advertise, true); err != nil {
+		return err
+	}
+	if c.Raft.Listen == c.Cluster.Listen && !strings.HasSuffix(c.Raft.Listen, ":0") {
+		return badField("cluster.listen", "must differ from raft.listen (%s)", c.Raft.Listen)
+	}
+	for k, d := range map[string]time.Duration{
+		"raft.heartbeat_timeout": c.Raft.HeartbeatTimeout, "raft.election_timeout": c.Raft.ElectionTimeout,
+		"raft.leader_lease_timeout": c.Raft.LeaderLeaseTimeout,
+	} {
+		if d < 0 || (d > 0 && d < 10*time.Millisecond) {
+			return badField(k, "must be 0 (default) or at least 10ms, got %s", d)
+		}
+	}
+	if c.Raft.LeaderLeaseTimeout > 0 && c.Raft.HeartbeatTimeout > 0 && c.Raft.LeaderLeaseTimeout >= c.Raft.HeartbeatTimeout {
+		return badField("raft.leader_lease_timeout", "must be below raft.heartbeat_timeout so an isolated leader steps down first")
+	}
+	if c.PKI.NodeCertLifetime < time.Minute || c.PKI.NodeCertLifetime > 90*24*time.Hour {
+		return badField("pki.node_cert_lifetime", "must be between 1m and 2160h, got %s", c.PKI.NodeCertLifetime)
+	}
+	if c.Metrics.Listen != "" {
+		if err := checkHostPort("metrics.listen", c.Metrics.Listen, false); err != nil {
+			return err
+		}
+		host, _, _ := net.SplitHostPort(c.Metrics.Listen)
+		if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+			if host != "localhost" {
+				return badField("metrics.listen", "must be a loopback address, got %q", c.Metrics.Listen)
+			}
+		}
+	}
+	if c.Federation.GrantSecretFile != "" && !filepath.IsAbs(c.Federation.GrantSecretFile) {
+		return badField("federation.grant_secret_file", "must be an absolute path")
+	}
+	if c.Federation.PlatformVersion == "" {
+		return badField("federation.platform_version", "must be set (semver)")
+	}
+	return nil
+}
+
+func checkHostPort(key, v string, optional bool) error {
+	if v == "" {
+		if optional {
+			return nil
+		}
+		return badField(key, "must be set (host:port)")
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return badField(key, "must be host:port, got %q", v)
+	}
+	if port == "" {
+		return badField(key, "missing port in %q", v)
+	}
+	if host != "" && host != "localhost" {
+		if _, err := netip.ParseAddr(host); err != nil {
+			return badField(key, "host must be an IP address or localhost, got %q", host)
+		}
+	}
+	return nil
+}
+
+// DevConfig is the embedded default of `fedgated --dev`: a single-node site
+// in dataDir with the socket in dataDir and free loopback ports.
+func DevConfig(dataDir string) Config {
+	c := DefaultConfig()
+	c.Node.DataDir = dataDir
+	c.Node.SiteName = "fedgate-dev"
+	c.API.Socket = filepath.Join(dataDir, "fedgate.sock")
+	c.Raft.Listen = "127.0.0.1:0"
+	c.Cluster.Listen = "127.0.0.1:0"
+	c.Metrics.Listen = ""
+	return c
+}
