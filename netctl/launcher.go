@@ -246,4 +246,3 @@ func (l *ProcessLauncher) Pids() map[string]int {
 	}
 	return out
 }
-

@@ -1,0 +1,508 @@
+package netctl_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/powernode/fedgate/internal/nstest"
+	"github.com/powernode/fedgate/netctl"
+	"github.com/powernode/fedgate/netctl/wgdevice"
+)
+
+// node is one agent's netctl stack bound to a namespace.
+type node struct {
+	ns       *nstest.NS
+	m        *netctl.Manager
+	nl       *netctl.RealNetlink
+	launcher *netctl.ProcessLauncher
+	key      wgtypes.Key
+	keyPath  string
+	logDir   string
+}
+
+// startNode builds a Manager on the real seams in ns (a fresh "agent").
+func startNode(t *testing.T, ns *nstest.NS, keyPath, logDir string) *node {
+	t.Helper()
+	key, err := netctl.LoadOrCreateKey(keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl, err := netctl.NewNetlink(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg, err := netctl.NewWGClient(ns.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := netctl.NewProcessLauncher(netctl.LauncherConfig{
+		Command: []string{os.Args[0], "wg-device"},
+		Env:     []string{deviceEnv + "=1"},
+		Netns:   ns.Path(), LogDir: logDir, Logger: testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := netctl.New(netctl.Config{
+		WG: wg, Netlink: nl, Launcher: l, Announcer: netctl.NewAnnouncer(ns.Path()),
+		Logger: testLogger(t), PrivateKey: key,
+		AnnounceBurstInterval: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &node{ns: ns, m: m, nl: nl, launcher: l, key: key, keyPath: keyPath, logDir: logDir}
+	t.Cleanup(func() { n.stop() })
+	return n
+}
+
+func (n *node) stop() {
+	n.m.Close()
+	n.nl.Close()
+}
+
+// cleanupAll removes what netctl created and kills any device left over,
+// even when the test failed half way.
+func cleanupAll(t *testing.T, n *node, ifaces ...string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		nl, err := netctl.NewNetlink(n.ns.Path())
+		if err == nil {
+			for _, name := range ifaces {
+				_ = nl.DeleteLink(name)
+			}
+			nl.Close()
+		}
+		l, _ := netctl.NewProcessLauncher(netctl.LauncherConfig{})
+		for _, name := range ifaces {
+			_ = l.Stop(ctx, name)
+		}
+	})
+}
+
+func randName(prefix string) string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// renderNS prints links, addresses and main-table routes of a namespace.
+func renderNS(t *testing.T, h *netlink.Handle) string {
+	t.Helper()
+	var lines []string
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[int]string{}
+	for _, l := range links {
+		names[l.Attrs().Index] = l.Attrs().Name
+		lines = append(lines, fmt.Sprintf("link %s %s mtu=%d", l.Attrs().Name, l.Type(), l.Attrs().MTU))
+	}
+	addrs, err := h.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		lines = append(lines, fmt.Sprintf("addr %s dev %s", a.IPNet, names[a.LinkIndex]))
+	}
+	routes, err := h.RouteList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		lines = append(lines, fmt.Sprintf("route %v dev %s proto %d", r.Dst, names[r.LinkIndex], r.Protocol))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// wire creates two namespaces joined by a veth pair addressed 192.168.<n>.1
+// and .2/24.
+func wire(t *testing.T, n int) (a, b *nstest.NS) {
+	a, b = nstest.New(t, "a"), nstest.New(t, "b")
+	nstest.Veth(t, a, "wire0", b, "wire1")
+	nstest.AddAddr(t, a, "wire0", netip.MustParsePrefix(fmt.Sprintf("192.168.%d.1/24", n)))
+	nstest.AddAddr(t, b, "wire1", netip.MustParsePrefix(fmt.Sprintf("192.168.%d.2/24", n)))
+	return a, b
+}
+
+func listen(t *testing.T, ns *nstest.NS, addr string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	ns.MustDo(t, func() (err error) { ln, err = net.Listen("tcp", addr); return err })
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
+		}
+	}()
+	return ln
+}
+
+func dial(ns *nstest.NS, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() (err error) { c, err = net.DialTimeout("tcp", addr, timeout); return err })
+	return c, err
+}
+
+// echo sends n bytes and reads them back.
+func echo(c net.Conn, n int, timeout time.Duration) error {
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	buf := make([]byte, n)
+	_, _ = rand.Read(buf)
+	errc := make(chan error, 1)
+	go func() { _, err := c.Write(buf); errc <- err }()
+	got := make([]byte, n)
+	if _, err := io.ReadFull(c, got); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil {
+		return err
+	}
+	if !bytes.Equal(buf, got) {
+		return errors.New("echo mismatch")
+	}
+	return nil
+}
+
+func TestPrivilegedTunnel(t *testing.T) {
+	a, b := wire(t, 77)
+	ha, hb := a.Handle(t), b.Handle(t)
+	beforeA, beforeB := renderNS(t, ha), renderNS(t, hb)
+	dir := t.TempDir()
+	ifA, ifB := randName("fg-a"), randName("fg-b")
+	na := startNode(t, a, filepath.Join(dir, "a.key"), filepath.Join(dir, "logA"))
+	nb := startNode(t, b, filepath.Join(dir, "b.key"), filepath.Join(dir, "logB"))
+	cleanupAll(t, na, ifA)
+	cleanupAll(t, nb, ifB)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, f := range []string{"logA/wg-" + ifA + ".log", "logB/wg-" + ifB + ".log"} {
+				out, _ := os.ReadFile(filepath.Join(dir, f))
+				t.Logf("%s:\n%s", f, out)
+			}
+		}
+	})
+	mp := netip.MustParsePrefix
+	peerB := netctl.Peer{PublicKey: nb.key.PublicKey().String(), Endpoint: netip.MustParseAddrPort("192.168.77.2:51821"),
+		AllowedIPs: []netip.Prefix{mp("10.77.0.2/32")}, PersistentKeepalive: time.Second}
+	peerA := netctl.Peer{PublicKey: na.key.PublicKey().String(), Endpoint: netip.MustParseAddrPort("192.168.77.1:51820"),
+		AllowedIPs: []netip.Prefix{mp("10.77.0.1/32")}}
+	dA := netctl.Desired{Interfaces: []netctl.Interface{{Name: ifA, ListenPort: 51820, Addresses: []netip.Prefix{mp("10.77.0.1/24")}, Peers: []netctl.Peer{peerB}}}}
+	dB := netctl.Desired{Interfaces: []netctl.Interface{{Name: ifB, ListenPort: 51821, Addresses: []netip.Prefix{mp("10.77.0.2/24")}, Peers: []netctl.Peer{peerA}}}}
+	ctx := context.Background()
+	if r := na.m.Reconcile(ctx, dA); r.Err() != nil {
+		t.Fatalf("reconcile A: %v", r.Err())
+	}
+	if r := nb.m.Reconcile(ctx, dB); r.Err() != nil {
+		t.Fatalf("reconcile B: %v", r.Err())
+	}
+	listen(t, b, "10.77.0.2:7000")
+	c, err := dial(a, "10.77.0.2:7000", 10*time.Second)
+	if err != nil {
+		t.Fatalf("dial across tunnel: %v", err)
+	}
+	defer c.Close()
+	if err := echo(c, 256<<10, 10*time.Second); err != nil {
+		t.Fatalf("echo across tunnel: %v", err)
+	}
+	st, err := na.m.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Interfaces) != 1 || st.Interfaces[0].Backend != "userspace" || len(st.Interfaces[0].Peers) != 1 {
+		t.Fatalf("status: %+v", st)
+	}
+	if p := st.Interfaces[0].Peers[0]; p.Health != "active" || p.RxBytes == 0 || p.TxBytes == 0 || p.Endpoint != "192.168.77.2:51821" {
+		t.Errorf("peer status: %+v", p)
+	}
+
+	// Agent restart mid-traffic: a stream of echoes keeps flowing while A's
+	// manager is closed and a new one adopts the running device.
+	pidBefore := na.launcher.Pids()[ifA]
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var streamErr error
+	var rounds atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			if err := echo(c, 1024, 5*time.Second); err != nil {
+				streamErr = err
+				return
+			}
+			rounds.Add(1)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	na.stop()
+	na2 := startNode(t, a, na.keyPath, na.logDir)
+	r := na2.m.Reconcile(ctx, dA)
+	if r.Err() != nil || r.Changes != 0 {
+		t.Errorf("restarted agent: changes=%d err=%v (want adoption without changes)", r.Changes, r.Err())
+	}
+	mid := rounds.Load()
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	if streamErr != nil {
+		t.Fatalf("stream interrupted by agent restart: %v", streamErr)
+	}
+	if rounds.Load() <= mid {
+		t.Errorf("no traffic after restart: %d rounds before, %d after", mid, rounds.Load())
+	}
+	if pidBefore == 0 || unix.Kill(pidBefore, 0) != nil {
+		t.Errorf("device process %d not running after agent restart", pidBefore)
+	}
+
+	// Remove the peer on A: traffic stops.
+	dA.Interfaces[0].Peers = nil
+	if r := na2.m.Reconcile(ctx, dA); r.Err() != nil || r.Changes == 0 {
+		t.Fatalf("remove peer: changes=%d err=%v", r.Changes, r.Err())
+	}
+	if err := echo(c, 1024, 1500*time.Millisecond); err == nil {
+		t.Error("traffic still passes on the established connection after peer removal")
+	}
+	if c2, err := dial(a, "10.77.0.2:7000", 1500*time.Millisecond); err == nil {
+		c2.Close()
+		t.Error("new connection succeeded after peer removal")
+	}
+
+	// Cleanup leaves both namespaces as they were.
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := na2.m.Cleanup(cctx); err != nil {
+		t.Fatalf("cleanup A: %v", err)
+	}
+	if err := nb.m.Cleanup(cctx); err != nil {
+		t.Fatalf("cleanup B: %v", err)
+	}
+	if diff := cmp.Diff(beforeA, renderNS(t, ha)); diff != "" {
+		t.Errorf("namespace A after Cleanup (-before +after):\n%s", diff)
+	}
+	if diff := cmp.Diff(beforeB, renderNS(t, hb)); diff != "" {
+		t.Errorf("namespace B after Cleanup (-before +after):\n%s", diff)
+	}
+	for _, name := range []string{ifA, ifB} {
+		if _, err := os.Stat(wgdevice.SocketPath(name)); err == nil {
+			t.Errorf("uapi socket of %s left behind", name)
+		}
+	}
+	if unix.Kill(pidBefore, 0) == nil {
+		t.Errorf("device process %d still running after Cleanup", pidBefore)
+	}
+}
+
+// arpSeen is one ARP packet captured on the far side.
+type arpSeen struct {
+	op       uint16
+	senderHW string
+	senderIP netip.Addr
+	targetIP netip.Addr
+}
+
+func captureARP(t *testing.T, ns *nstest.NS, dev string) <-chan arpSeen {
+	t.Helper()
+	var fd int
+	ns.MustDo(t, func() error {
+		ifi, err := net.InterfaceByName(dev)
+		if err != nil {
+			return err
+		}
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_ARP)))
+		if err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifi.Index})
+	})
+	tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
+	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	out := make(chan arpSeen, 64)
+	var done atomic.Bool
+	stopped := make(chan struct{})
+	t.Cleanup(func() { done.Store(true); <-stopped; unix.Close(fd) })
+	go func() {
+		defer close(stopped)
+		buf := make([]byte, 1500)
+		for !done.Load() {
+			n, _, err := unix.Recvfrom(fd, buf, 0)
+			if err != nil || n < 28 {
+				continue
+			}
+			p := buf[:n]
+			s := arpSeen{op: uint16(p[6])<<8 | uint16(p[7]), senderHW: net.HardwareAddr(p[8:14]).String()}
+			s.senderIP, _ = netip.AddrFromSlice(p[14:18])
+			s.targetIP, _ = netip.AddrFromSlice(p[24:28])
+			select {
+			case out <- s:
+			default:
+			}
+		}
+	}()
+	return out
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func TestPrivilegedVIP(t *testing.T) {
+	a, b := wire(t, 78)
+	ha := a.Handle(t)
+	nstest.AddAddr(t, a, "wire0", netip.MustParsePrefix("2001:db8:78::1/64"))
+	nstest.AddAddr(t, b, "wire1", netip.MustParsePrefix("2001:db8:78::2/64"))
+	before := renderNS(t, ha)
+	dir := t.TempDir()
+	na := startNode(t, a, filepath.Join(dir, "a.key"), filepath.Join(dir, "log"))
+	ctx := context.Background()
+	wire0, err := ha.LinkByName("wire0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := wire0.Attrs().HardwareAddr.String()
+	arps := captureARP(t, b, "wire1")
+	listen(t, a, ":7001")
+
+	vip := netctl.VIP{Name: "site", Addr: netip.MustParsePrefix("192.168.78.100/32"), Interface: "wire0"}
+	vip6 := netctl.VIP{Name: "site6", Addr: netip.MustParsePrefix("2001:db8:78::100/128"), Interface: "wire0"}
+	if err := na.m.MountVIP(ctx, vip); err != nil {
+		t.Fatal(err)
+	}
+	if err := na.m.MountVIP(ctx, vip6); err != nil {
+		t.Fatal(err)
+	}
+	// The gratuitous ARP (request and reply forms) arrives on the far side.
+	var sawReq, sawRep bool
+	deadline := time.After(5 * time.Second)
+	for !(sawReq && sawRep) {
+		select {
+		case s := <-arps:
+			if s.senderIP == vip.Addr.Addr() && s.targetIP == vip.Addr.Addr() && s.senderHW == mac {
+				sawReq = sawReq || s.op == 1
+				sawRep = sawRep || s.op == 2
+			}
+		case <-deadline:
+			t.Fatalf("gratuitous ARP not seen: request=%v reply=%v", sawReq, sawRep)
+		}
+	}
+	if at, ok := na.m.LastAnnounce(vip.Addr.Addr()); !ok || at.IsZero() {
+		t.Errorf("LastAnnounce = %v, %v", at, ok)
+	}
+	// The VIPs are reachable from the other namespace.
+	for _, addr := range []string{"192.168.78.100:7001", "[2001:db8:78::100]:7001"} {
+		c, err := dial(b, addr, 5*time.Second)
+		if err != nil {
+			t.Fatalf("dial VIP %s: %v", addr, err)
+		}
+		if err := echo(c, 4096, 5*time.Second); err != nil {
+			t.Errorf("echo via VIP %s: %v", addr, err)
+		}
+		c.Close()
+	}
+	// The IPv6 VIP was added with NODAD and carries the marker.
+	addrs, err := ha.AddrList(wire0, netlink.FAMILY_V6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, x := range addrs {
+		if x.IP.Equal(vip6.Addr.Addr().AsSlice()) {
+			found = true
+			if x.Flags&unix.IFA_F_NODAD == 0 || x.Flags&unix.IFA_F_TENTATIVE != 0 {
+				t.Errorf("ipv6 vip flags %#x: want nodad, not tentative", x.Flags)
+			}
+		}
+	}
+	if !found {
+		t.Error("ipv6 vip not on wire0")
+	}
+	st, err := na.m.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.VIPs) != 2 || !st.VIPs[0].MountedHere || st.VIPs[0].LastAnnounce.IsZero() || st.VIPs[0].Source != "ha" {
+		t.Errorf("vip status: %+v", st.VIPs)
+	}
+
+	// An address someone else owns is not taken over.
+	foreign := netip.MustParsePrefix("192.168.78.101/32")
+	nstest.AddAddr(t, a, "wire0", foreign)
+	if err := na.m.MountVIP(ctx, netctl.VIP{Name: "x", Addr: foreign, Interface: "wire0"}); !errors.Is(err, netctl.ErrAddressInUse) {
+		t.Errorf("mount of a foreign address: %v, want ErrAddressInUse", err)
+	}
+
+	// Unmounted: no longer reachable.
+	if err := na.m.UnmountVIP(ctx, vip.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := dial(b, "192.168.78.100:7001", time.Second); err == nil {
+		c.Close()
+		t.Error("VIP still answers after UnmountVIP")
+	}
+	if err := na.m.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Cleanup removed our VIP6 but not the foreign address.
+	after := renderNS(t, ha)
+	want := before + "" // plus the foreign address we added ourselves
+	wantLines := append(strings.Split(want, "\n"), "addr 192.168.78.101/32 dev wire0")
+	sort.Strings(wantLines)
+	if diff := cmp.Diff(strings.Join(wantLines, "\n"), after); diff != "" {
+		t.Errorf("after Cleanup (-want +got):\n%s", diff)
+	}
+}
+
+// TestPrivilegedDeviceWithoutCapability runs the device as an unprivileged
+// user: it must fail with an error naming CAP_NET_ADMIN.
+func TestPrivilegedDeviceWithoutCapability(t *testing.T) {
+	a := nstest.New(t, "cap")
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := randName("fg-c")
+	bin, err := copyExecutable(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	err = a.Do(func() error {
+		cmd := execDevice(bin, name, &out)
+		return cmd.Run()
+	})
+	if err == nil {
+		t.Fatal("device started without CAP_NET_ADMIN")
+	}
+	t.Logf("device as nobody: %v: %s", err, out.String())
+	if !strings.Contains(out.String(), "CAP_NET_ADMIN") {
+		t.Errorf("error does not name the capability: %q", out.String())
+	}
+}
