@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Permission scopes of a grant.
+// Scope is a grant permission scope.
 type Scope string
 
 // The four grant scopes.

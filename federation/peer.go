@@ -24,7 +24,7 @@ const (
 	PeerKindPlatform  PeerKind = "platform"
 )
 
-// Scope is where an endpoint is reachable from.
+// EndpointScope is where an endpoint is reachable from.
 type EndpointScope string
 
 // Endpoint scopes.
