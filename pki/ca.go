@@ -128,7 +128,7 @@ type CA struct {
 	roots        *x509.CertPool
 	bundlePEM    []byte
 
-	mu sync.Mutex // serializes CRL numbers
+	mu        sync.Mutex // serializes CRL numbers
 	crlNumber int64
 }
 

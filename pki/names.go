@@ -30,7 +30,9 @@ func CanonicalID(id string) (string, error) {
 }
 
 // NodeURI returns the URI SAN of node id.
-func NodeURI(id string) *url.URL { return &url.URL{Scheme: "powernode", Host: "instance", Path: "/" + id} }
+func NodeURI(id string) *url.URL {
+	return &url.URL{Scheme: "powernode", Host: "instance", Path: "/" + id}
+}
 
 // PeerURI returns the URI SAN of federation peer id.
 func PeerURI(id string) *url.URL { return &url.URL{Scheme: "powernode", Host: "peer", Path: "/" + id} }

@@ -3,6 +3,7 @@ package pki
 import (
 	"bytes"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -114,3 +115,5 @@ func keyMatches(cert *x509.Certificate, key crypto.Signer) bool {
 	pub, ok := key.Public().(equaler)
 	return ok && pub.Equal(cert.PublicKey)
 }
+
+func sha256Sum(b []byte) [32]byte { return sha256.Sum256(b) }
