@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -394,3 +395,13 @@ func dialRaw(t testing.TB, addr net.Addr) net.Conn {
 type urlT = url.URL
 
 func parseURL(s string) (*url.URL, error) { return url.Parse(s) }
+
+type tlsCert = tls.Certificate
+
+func mustPrefixes(ss ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range ss {
+		out = append(out, netip.MustParsePrefix(s))
+	}
+	return out
+}
