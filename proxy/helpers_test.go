@@ -405,3 +405,5 @@ func mustPrefixes(ss ...string) []netip.Prefix {
 	}
 	return out
 }
+
+func ioCopy(w io.Writer, r io.Reader) (int64, error) { return io.Copy(w, r) }

@@ -108,8 +108,13 @@ func (p *Proxy) startInbound(ln net.Listener) {
 			return ctx
 		},
 		ConnState: func(c net.Conn, st http.ConnState) {
-			if st == http.StateClosed || st == http.StateHijacked {
+			switch st {
+			case http.StateClosed, http.StateHijacked:
 				p.conns.remove(c)
+			case http.StateIdle:
+				if ic := p.conns.get(c); ic != nil {
+					ic.idle()
+				}
 			}
 		},
 	}
@@ -309,6 +314,19 @@ func (c *inConn) begin(r *inReq) bool {
 func (c *inConn) end(r *inReq) {
 	c.mu.Lock()
 	delete(c.reqs, r)
+	closeSoon := c.terminating && !c.hasMigrationLocked()
+	c.mu.Unlock()
+	if closeSoon {
+		// The handler has not flushed its response yet: an HTTP/1 connection
+		// is closed when it turns idle (ConnState), and this timer covers
+		// HTTP/2 and clients that never let it turn idle.
+		time.AfterFunc(250*time.Millisecond, c.close)
+	}
+}
+
+// idle is called when an HTTP/1 connection has finished a response.
+func (c *inConn) idle() {
+	c.mu.Lock()
 	closeNow := c.terminating && !c.hasMigrationLocked()
 	c.mu.Unlock()
 	if closeNow {
