@@ -231,7 +231,9 @@ func scanSegment(r io.Reader, o scanOpts) scanResult {
 	fail := func(seq uint64, reason string, complete bool, line []byte) {
 		res.bad = &CorruptError{File: o.name, Offset: off, Seq: seq, Reason: reason}
 		if o.findTorn {
-			res.torn = isTornTail(br, complete, line)
+			var rest int64
+			res.torn, rest = isTornTail(br, complete, line)
+			res.size += rest
 		}
 	}
 	readLine := func() ([]byte, bool, error) {
@@ -350,18 +352,19 @@ func scanSegment(r io.Reader, o scanOpts) scanResult {
 // an interrupted write rather than tampering: the bad line is the last and
 // incomplete, or the rest holds NUL bytes (a power loss leaves zero-filled
 // pages) and no further line carries a valid seal.
-func isTornTail(br *bufio.Reader, complete bool, bad []byte) bool {
+func isTornTail(br *bufio.Reader, complete bool, bad []byte) (bool, int64) {
 	rest, _ := io.ReadAll(br)
+	n := int64(len(rest))
 	if !complete && len(rest) == 0 {
-		return true
+		return true, n
 	}
 	if bytes.IndexByte(bad, 0) < 0 && bytes.IndexByte(rest, 0) < 0 {
-		return false
+		return false, n
 	}
 	for _, l := range bytes.Split(rest, []byte{'\n'}) {
 		if len(l) > 0 && checkSeal(l) {
-			return false
+			return false, n
 		}
 	}
-	return true
+	return true, n
 }

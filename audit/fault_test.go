@@ -1,0 +1,231 @@
+package audit_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/powernode/fedgate/audit"
+	"github.com/powernode/fedgate/audit/audittest"
+)
+
+type tw struct{ t testing.TB }
+
+func (w tw) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
+
+func open(t *testing.T, dir string, fs audit.FS, mod func(*audit.Config)) *audit.Log {
+	t.Helper()
+	cfg := audit.Config{Dir: dir, NodeID: "node-f", FS: fs, Logger: slog.New(slog.NewTextHandler(tw{t}, nil))}
+	if mod != nil {
+		mod(&cfg)
+	}
+	l, err := audit.Open(cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func r(i int) audit.Record {
+	return audit.Record{Action: audit.ActionProxyRequest, FederationPeerID: "peer-x", Decision: audit.DecisionAllow, CorrelationID: fmt.Sprint(i)}
+}
+
+func mustVerify(t *testing.T, l *audit.Log, lastSeq uint64) {
+	t.Helper()
+	v, err := l.Verify()
+	if err != nil || !v.OK || v.LastSeq != lastSeq {
+		t.Fatalf("Verify = %+v, %v; want ok through seq %d", v, err, lastSeq)
+	}
+}
+
+func TestDiskFullFailClosed(t *testing.T) {
+	fs := audittest.New()
+	l := open(t, t.TempDir(), fs, nil)
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := l.Append(ctx, r(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fs.SetSpace(100) // the next batch is cut short mid-record
+	for i := range 3 {
+		_, err := l.Append(ctx, r(10+i))
+		if !errors.Is(err, audit.ErrDiskFull) || !errors.Is(err, audit.ErrUnavailable) || !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("Append on full disk = %v, want ErrDiskFull", err)
+		}
+	}
+	if st := l.Stats(); st.Writable || st.LastSeq != 3 {
+		t.Fatalf("stats on full disk %+v", st)
+	}
+	mustVerify(t, l, 3) // the partial write was cut back
+	fs.SetSpace(-1)
+	s, err := l.Append(ctx, r(20))
+	if err != nil || s != 4 {
+		t.Fatalf("Append after space returned = %d, %v", s, err)
+	}
+	if st := l.Stats(); !st.Writable {
+		t.Fatalf("not writable after recovery: %+v", st)
+	}
+	mustVerify(t, l, 4)
+}
+
+func TestDiskFullDropPolicyWritesDroppedRecord(t *testing.T) {
+	fs := audittest.New()
+	reg := prometheus.NewRegistry()
+	l := open(t, t.TempDir(), fs, func(c *audit.Config) { c.Policy = audit.PolicyDrop; c.Registerer = reg })
+	ctx := context.Background()
+	if _, err := l.Append(ctx, r(0)); err != nil {
+		t.Fatal(err)
+	}
+	fs.SetSpace(0)
+	for i := range 5 {
+		if _, err := l.Append(ctx, r(i)); !errors.Is(err, audit.ErrDropped) || errors.Is(err, audit.ErrUnavailable) {
+			t.Fatalf("Append under drop policy = %v, want ErrDropped", err)
+		}
+	}
+	if got := l.Stats().Dropped; got != 5 {
+		t.Fatalf("Stats.Dropped = %d, want 5", got)
+	}
+	fs.SetSpace(-1)
+	s, err := l.Append(ctx, r(99))
+	if err != nil || s != 3 {
+		t.Fatalf("Append after space returned = %d, %v (want seq 3 after the audit.dropped record)", s, err)
+	}
+	p, err := l.Query(audit.Query{Action: audit.ActionDropped})
+	if err != nil || len(p.Records) != 1 {
+		t.Fatalf("audit.dropped records = %+v, %v", p, err)
+	}
+	if d := p.Records[0]; d.Seq != 2 || d.Metadata["dropped"] != "5" {
+		t.Fatalf("dropped record = %+v", d)
+	}
+	if got := metricValue(t, reg, "fedgate_audit_dropped_total"); got != 5 {
+		t.Fatalf("dropped metric = %v", got)
+	}
+	mustVerify(t, l, 3)
+}
+
+// metricValue reads a registered counter or gauge.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
+
+func TestReadOnlyDirAtOpen(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, dir, nil, nil)
+	for i := range 4 {
+		if _, err := l.Append(context.Background(), r(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+
+	fs := audittest.New()
+	fs.SetReadOnly(true)
+	l2 := open(t, dir, fs, nil)
+	st := l2.Stats()
+	if st.Writable || st.LastSeq != 4 {
+		t.Fatalf("read-only open stats %+v", st)
+	}
+	if _, err := l2.Append(context.Background(), r(5)); !errors.Is(err, audit.ErrReadOnly) || !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("Append on read-only dir = %v, want ErrReadOnly", err)
+	}
+	p, err := l2.Query(audit.Query{Peer: "peer-x"})
+	if err != nil || len(p.Records) != 4 {
+		t.Fatalf("query on read-only log = %d records, %v", len(p.Records), err)
+	}
+	mustVerify(t, l2, 4)
+	fs.SetReadOnly(false) // remounted read-write
+	if s, err := l2.Append(context.Background(), r(6)); err != nil || s != 5 {
+		t.Fatalf("Append after remount = %d, %v", s, err)
+	}
+}
+
+func TestReadOnlyAtRuntimeAndSyncFailure(t *testing.T) {
+	fs := audittest.New()
+	l := open(t, t.TempDir(), fs, nil)
+	ctx := context.Background()
+	if _, err := l.Append(ctx, r(0)); err != nil {
+		t.Fatal(err)
+	}
+	fs.SetReadOnly(true)
+	if _, err := l.Append(ctx, r(1)); !errors.Is(err, audit.ErrReadOnly) {
+		t.Fatalf("Append = %v, want ErrReadOnly", err)
+	}
+	fs.SetReadOnly(false)
+	fs.FailSync(syscall.EIO)
+	if _, err := l.Append(ctx, r(2)); !errors.Is(err, audit.ErrWrite) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Append with failing sync = %v, want ErrWrite", err)
+	}
+	fs.FailSync(nil)
+	if s, err := l.Append(ctx, r(3)); err != nil || s != 2 {
+		t.Fatalf("Append after recovery = %d, %v", s, err)
+	}
+	mustVerify(t, l, 2)
+}
+
+func TestQueueFull(t *testing.T) {
+	for _, policy := range []audit.Policy{audit.PolicyFailClosed, audit.PolicyDrop} {
+		t.Run(policy.String(), func(t *testing.T) {
+			fs := audittest.New()
+			fs.SetSyncDelay(100 * time.Millisecond)
+			l := open(t, t.TempDir(), fs, func(c *audit.Config) {
+				c.QueueSize, c.QueueWait, c.MaxBatch, c.Policy = 2, -1, 1, policy
+			})
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var ok, full, dropped int
+			for i := range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := l.Append(context.Background(), r(i))
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case err == nil:
+						ok++
+					case errors.Is(err, audit.ErrQueueFull):
+						full++
+					case errors.Is(err, audit.ErrDropped):
+						dropped++
+					default:
+						t.Errorf("unexpected error %v", err)
+					}
+				}()
+			}
+			wg.Wait()
+			if ok == 0 || ok+full+dropped != 20 {
+				t.Fatalf("ok=%d full=%d dropped=%d", ok, full, dropped)
+			}
+			if policy == audit.PolicyFailClosed && (full == 0 || dropped != 0) {
+				t.Fatalf("fail-closed: full=%d dropped=%d", full, dropped)
+			}
+			if policy == audit.PolicyDrop && (dropped == 0 || full != 0 || l.Stats().Dropped != uint64(dropped)) {
+				t.Fatalf("drop: full=%d dropped=%d stats=%+v", full, dropped, l.Stats())
+			}
+		})
+	}
+}
