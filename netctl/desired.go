@@ -217,6 +217,11 @@ func (d Desired) sanitize() (Desired, []error) {
 	}
 	vipNames := map[string]bool{}
 	vipAddrs := map[netip.Addr]bool{}
+	for _, in := range out.Interfaces {
+		for _, a := range in.Addresses {
+			vipAddrs[a.Addr()] = true // a VIP may not reuse an interface address
+		}
+	}
 	for _, v := range d.VIPs {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, objErr("vip", v.Name, err))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -170,8 +171,9 @@ func uapiPid(sock string) (int, error) {
 	return int(cred.Pid), nil
 }
 
-// Stop ends the device for name: it normally exits by itself once its link
-// is deleted; otherwise it gets SIGTERM, then SIGKILL.
+// Stop ends the device for name: SIGTERM (the device closes its UAPI
+// socket and TUN interface), then SIGKILL after 3 s. A device started by an
+// earlier agent is found through its UAPI socket's peer credentials.
 func (l *ProcessLauncher) Stop(ctx context.Context, name string) error {
 	sock := wgdevice.SocketPath(name)
 	l.mu.Lock()
@@ -186,9 +188,6 @@ func (l *ProcessLauncher) Stop(ctx context.Context, name string) error {
 		pid = p
 	}
 	if pid == 0 {
-		if exited != nil {
-			<-exited
-		}
 		return nil
 	}
 	gone := func() bool {
@@ -200,36 +199,50 @@ func (l *ProcessLauncher) Stop(ctx context.Context, name string) error {
 				return false
 			}
 		}
-		return unix.Kill(pid, 0) != nil
+		return processGone(pid)
 	}
 	wait := func(d time.Duration) bool {
 		deadline := time.Now().Add(d)
-		for time.Now().Before(deadline) {
-			if gone() {
-				return true
+		for !gone() {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return false
 			}
-			select {
-			case <-ctx.Done():
-				return gone()
-			case <-time.After(10 * time.Millisecond):
-			}
+			time.Sleep(5 * time.Millisecond)
 		}
-		return gone()
+		return true
 	}
-	if wait(time.Second) {
-		return nil
+	if err := unix.Kill(pid, unix.SIGTERM); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("stop device %s (pid %d): %w", name, pid, mapErr(err))
 	}
-	_ = unix.Kill(pid, unix.SIGTERM)
 	if wait(3 * time.Second) {
 		return nil
 	}
+	l.cfg.Logger.Warn("userspace wireguard device ignored SIGTERM", "iface", name, "pid", pid)
 	if err := unix.Kill(pid, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("stop device %s (pid %d): %w", name, pid, err)
+		return fmt.Errorf("stop device %s (pid %d): %w", name, pid, mapErr(err))
 	}
 	wait(time.Second)
 	_ = os.Remove(sock)
 	return nil
 }
+
+// processGone reports whether pid has exited (absent or a zombie).
+func processGone(pid int) bool {
+	if unix.Kill(pid, 0) != nil {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// Format: pid (comm) state ...; comm may hold spaces or parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z'
+}
+
+// ProcessGone reports whether pid has exited (absent or a zombie); for
+// tests and diagnostics.
+func ProcessGone(pid int) bool { return processGone(pid) }
 
 // Pids returns the pids of devices this launcher started and that still
 // run (for tests and diagnostics).

@@ -143,8 +143,8 @@ type routeKey struct {
 }
 
 type addrKey struct {
-	link int
-	ip   netip.Addr
+	link   int
+	prefix netip.Prefix
 }
 
 func newIndex(s *Snapshot) *index {
@@ -324,8 +324,7 @@ func (p *pass) iface(ix *index, l Link, in Interface) {
 	failedPeers := p.peers(in)
 	// Addresses on the interface.
 	for _, pre := range in.Addresses {
-		key := addrKey{l.Index, pre.Addr()}
-		p.keepA[key] = true
+		p.keepA[addrKey{l.Index, pre}] = true
 		if err := p.ensureAddr(ix, l, pre, false); err != nil {
 			p.fail("address", in.Name+"/"+pre.String(), err)
 		}
@@ -363,6 +362,7 @@ func (p *pass) iface(ix *index, l Link, in Interface) {
 func (p *pass) ensureAddr(ix *index, l Link, pre netip.Prefix, exclusive bool) error {
 	m := p.m
 	have := false
+	var resize []Addr
 	for _, a := range ix.addrs[pre.Addr()] {
 		switch {
 		case a.LinkIndex == l.Index && a.Marked() && a.Prefix == pre:
@@ -370,16 +370,28 @@ func (p *pass) ensureAddr(ix *index, l Link, pre netip.Prefix, exclusive bool) e
 		case !a.Marked() && (exclusive || a.LinkIndex == l.Index):
 			owner := ix.byIndex[a.LinkIndex].Name
 			return fmt.Errorf("%w: %s is on %s without fedgate's marker", ErrAddressInUse, a.Prefix, owner)
+		case a.LinkIndex == l.Index && a.Marked():
+			resize = append(resize, a) // same address, other prefix length
 		}
 	}
 	if have {
 		return nil
 	}
+	for _, a := range resize {
+		if err := m.cfg.Netlink.Addr(false, a); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("replace %s: %w", a.Prefix, err)
+		}
+		p.res.Changes++
+	}
 	err := m.cfg.Netlink.Addr(true, Addr{LinkIndex: l.Index, Prefix: pre, Protocol: AddrProtocol, NoDAD: pre.Addr().Is6()})
-	if err != nil && !errors.Is(err, fs.ErrExist) {
+	switch {
+	case err == nil:
+		p.res.Changes++
+	case errors.Is(err, fs.ErrExist):
+		// Appeared since the dump; the next pass checks its marker.
+	default:
 		return fmt.Errorf("add address: %w", err)
 	}
-	p.res.Changes++
 	return nil
 }
 
@@ -533,8 +545,7 @@ func (p *pass) vip(ix *index, v VIP) error {
 	if !ok {
 		return fmt.Errorf("%w: %s", ErrNoInterface, v.Interface)
 	}
-	key := addrKey{l.Index, v.Addr.Addr()}
-	p.keepA[key] = true
+	p.keepA[addrKey{l.Index, v.Addr}] = true
 	changesBefore := p.res.Changes
 	if err := p.ensureAddr(ix, l, v.Addr, true); err != nil {
 		return err
@@ -565,7 +576,7 @@ func (p *pass) gc(ix *index, snap *Snapshot) {
 		p.res.Changes++
 	}
 	for _, a := range snap.Addrs {
-		if !a.Marked() || gone[a.LinkIndex] || p.keepA[addrKey{a.LinkIndex, a.Prefix.Addr()}] {
+		if !a.Marked() || gone[a.LinkIndex] || p.keepA[addrKey{a.LinkIndex, a.Prefix}] {
 			continue
 		}
 		if err := m.cfg.Netlink.Addr(false, a); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -587,14 +598,15 @@ func (p *pass) gc(ix *index, snap *Snapshot) {
 }
 
 func (m *Manager) deleteLink(ctx context.Context, l Link) error {
-	err := m.cfg.Netlink.DeleteLink(l.Name)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return err
-	}
 	if l.Kind == KindTuntap && m.cfg.Launcher != nil {
+		// The TUN interface goes away with its device process.
 		if err := m.cfg.Launcher.Stop(ctx, l.Name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
+	}
+	err := m.cfg.Netlink.DeleteLink(l.Name)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	return nil
 }

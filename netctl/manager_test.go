@@ -149,6 +149,21 @@ link lo device mtu=1500 up
 		},
 	},
 	{
+		name: "interface address widened, ipv6 address added",
+		desired: netctl.Desired{Interfaces: []netctl.Interface{{Name: "fg-a", ListenPort: 51820,
+			Addresses: []netip.Prefix{mp("10.90.0.1/16"), mp("fd00:90::1/64")}, Peers: []netctl.Peer{peer1}}}},
+		want: `link eth0 veth mtu=1500 up
+link fg-a tuntap mtu=1420 up
+  addr 10.90.0.1/16 fedgate
+  addr fd00:90::1/64 fedgate nodad
+  route 10.90.0.2/32 proto=0xfe
+  route 10.91.0.0/16 proto=0xfe
+  wg pub=` + nodeKey.PublicKey().String()[:8] + ` port=51820
+    peer AQEBAQEB endpoint=192.0.2.1:51820 allowed=10.90.0.2/32,10.91.0.0/16 keepalive=25s
+link lo device mtu=1500 up
+`,
+	},
+	{
 		name: "second interface, vip moved",
 		desired: netctl.Desired{
 			Interfaces: []netctl.Interface{ifaceA(peer1), {Name: "fg-b", ListenPort: 51821, Peers: []netctl.Peer{peer2}}},

@@ -366,7 +366,9 @@ func (f *fakeNetlink) Addr(add bool, a netctl.Addr) error {
 		return err
 	}
 	for i, x := range h.addrs {
-		if x.LinkIndex == a.LinkIndex && x.Prefix.Addr() == a.Prefix.Addr() {
+		// Like IPv4 in the kernel: an address is keyed by address and
+		// prefix length.
+		if x.LinkIndex == a.LinkIndex && x.Prefix == a.Prefix {
 			if add {
 				return unix.EEXIST
 			}
