@@ -351,9 +351,14 @@ func (a *Agent) bundlePEM() []byte {
 
 func (a *Agent) openStore() (*raftstore.Store, error) {
 	id := a.ident.Load()
+	// pki's server config hands each handshake a copy of itself (to bind
+	// session tickets to the served certificate), so the ALPN protocols
+	// raftstore demultiplexes on must be set on it in place, not on a clone.
+	server := id.ServerTLSConfig()
+	server.NextProtos = []string{raftstore.ProtoRaft, raftstore.ProtoRPC}
 	return raftstore.Open(raftstore.Config{
 		NodeID: a.nodeID, DataDir: a.dataPath("raft"), BindAddr: a.cfg.Raft.Listen, AdvertiseAddr: a.cfg.Raft.Advertise,
-		ServerTLS: id.ServerTLSConfig(), ClientTLS: id.ClientTLSConfig(), Logger: a.log.With("component", "raft"),
+		ServerTLS: server, ClientTLS: id.ClientTLSConfig(), Logger: a.log.With("component", "raft"),
 		HeartbeatTimeout: a.cfg.Raft.HeartbeatTimeout, ElectionTimeout: a.cfg.Raft.ElectionTimeout,
 		LeaderLeaseTimeout: a.cfg.Raft.LeaderLeaseTimeout, Registerer: a.reg,
 	})
