@@ -259,3 +259,14 @@ func (l *ProcessLauncher) Pids() map[string]int {
 	}
 	return out
 }
+
+// removeStaleSockets deletes fg-*.sock UAPI sockets nobody serves (left by
+// a killed device process). Live sockets, of any namespace, stay.
+func removeStaleSockets() {
+	socks, _ := filepath.Glob(filepath.Join(filepath.Dir(wgdevice.SocketPath("x")), InterfacePrefix+"*.sock"))
+	for _, s := range socks {
+		if !uapiAlive(s) {
+			_ = os.Remove(s)
+		}
+	}
+}

@@ -24,8 +24,13 @@ type Manager struct {
 	log *slog.Logger
 	m   *metrics
 
+	// recMu serializes Reconcile and Cleanup (slow: device processes start
+	// and stop under it). mu guards the VIP state, desired and last and is
+	// held only for fast netlink work, so MountVIP/UnmountVIP never wait
+	// for a device process.
+	recMu    sync.Mutex
+	kernelOK *bool // guarded by recMu; nil: not probed yet
 	mu       sync.Mutex
-	kernelOK *bool              // nil: not probed yet
 	haVIPs   map[netip.Addr]VIP // mounted through MountVIP
 	ann      map[netip.Addr]*annState
 	desired  Desired // last sanitized desired state
@@ -189,8 +194,8 @@ func (p *pass) fail(kind, id string, err error) {
 // fedgate objects are adopted; only marked objects are removed.
 func (m *Manager) Reconcile(ctx context.Context, d Desired) Result {
 	start := time.Now()
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.recMu.Lock()
+	defer m.recMu.Unlock()
 	clean, verrs := d.sanitize()
 	p := &pass{m: m, ctx: ctx,
 		keepA: map[addrKey]bool{}, keepR: map[routeKey]bool{},
@@ -204,9 +209,13 @@ func (m *Manager) Reconcile(ctx context.Context, d Desired) Result {
 			}
 		}
 	}
+	m.mu.Lock()
 	m.desired = clean
+	m.mu.Unlock()
 	p.run(clean)
+	m.mu.Lock()
 	m.last = p.res
+	m.mu.Unlock()
 	m.m.observe(p.res, time.Since(start))
 	if len(p.res.Errors) > 0 {
 		m.log.Warn("netctl reconcile incomplete", "errors", len(p.res.Errors), "changes", p.res.Changes, "first", p.res.Errors[0].Error())
@@ -263,7 +272,17 @@ func (p *pass) run(d Desired) {
 		}
 		p.iface(ix, l, in)
 	}
-	// Phase 3: VIPs (desired and HA-held).
+	// Phase 3: fg- links no longer desired (may stop device processes).
+	p.gcLinks(snap)
+	// Phase 4, under mu: VIPs (desired and HA-held), then marked addresses
+	// and routes no longer desired, from a fresh dump.
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if snap, err = m.dump(); err != nil {
+		p.fail("dump", "netlink", err)
+		return
+	}
+	ix = newIndex(snap)
 	vips := make([]VIP, 0, len(d.VIPs)+len(m.haVIPs))
 	vips = append(vips, d.VIPs...)
 	for _, v := range m.haVIPs {
@@ -283,8 +302,7 @@ func (p *pass) run(d Desired) {
 			delete(m.ann, a)
 		}
 	}
-	// Phase 4: garbage-collect marked objects.
-	p.gc(ix, snap)
+	p.gcAddrsRoutes(ix, snap)
 }
 
 func (m *Manager) createLink(ctx context.Context, in Interface) error {
@@ -561,9 +579,9 @@ func (p *pass) vip(ix *index, v VIP) error {
 	return nil
 }
 
-func (p *pass) gc(ix *index, snap *Snapshot) {
+// gcLinks removes fg- WireGuard links that are not kept.
+func (p *pass) gcLinks(snap *Snapshot) {
 	m := p.m
-	gone := map[int]bool{}
 	for _, l := range snap.Links {
 		if !strings.HasPrefix(l.Name, InterfacePrefix) || !isWGKind(l.Kind) || p.keepL[l.Name] {
 			continue
@@ -572,11 +590,15 @@ func (p *pass) gc(ix *index, snap *Snapshot) {
 			p.fail("interface", l.Name, fmt.Errorf("remove: %w", err))
 			continue
 		}
-		gone[l.Index] = true
 		p.res.Changes++
 	}
+}
+
+// gcAddrsRoutes removes marked addresses and fedgate routes not kept.
+func (p *pass) gcAddrsRoutes(ix *index, snap *Snapshot) {
+	m := p.m
 	for _, a := range snap.Addrs {
-		if !a.Marked() || gone[a.LinkIndex] || p.keepA[addrKey{a.LinkIndex, a.Prefix}] {
+		if !a.Marked() || p.keepA[addrKey{a.LinkIndex, a.Prefix}] {
 			continue
 		}
 		if err := m.cfg.Netlink.Addr(false, a); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -586,7 +608,7 @@ func (p *pass) gc(ix *index, snap *Snapshot) {
 		p.res.Changes++
 	}
 	for _, r := range snap.Routes {
-		if r.Protocol != RouteProtocol || gone[r.LinkIndex] || p.keepR[routeKey{r.LinkIndex, r.Dst}] {
+		if r.Protocol != RouteProtocol || p.keepR[routeKey{r.LinkIndex, r.Dst}] {
 			continue
 		}
 		if err := m.cfg.Netlink.Route(false, r); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -615,16 +637,23 @@ func (m *Manager) deleteLink(ctx context.Context, l Link) error {
 // (stopping userspace device processes), every marked address and every
 // route with RouteProtocol. Unmarked objects are never touched.
 func (m *Manager) Cleanup(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.haVIPs = map[netip.Addr]VIP{}
-	m.ann = map[netip.Addr]*annState{}
-	m.desired = Desired{}
+	m.recMu.Lock()
+	defer m.recMu.Unlock()
 	snap, err := m.dump()
 	if err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
 	p := &pass{m: m, ctx: ctx, keepA: map[addrKey]bool{}, keepR: map[routeKey]bool{}, keepL: map[string]bool{}}
-	p.gc(newIndex(snap), snap)
+	p.gcLinks(snap)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.haVIPs = map[netip.Addr]VIP{}
+	m.ann = map[netip.Addr]*annState{}
+	m.desired = Desired{}
+	if snap, err = m.dump(); err != nil {
+		return fmt.Errorf("cleanup: %w", err)
+	}
+	p.gcAddrsRoutes(newIndex(snap), snap)
+	removeStaleSockets()
 	return p.res.Err()
 }

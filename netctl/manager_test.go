@@ -525,3 +525,31 @@ func ExampleManager_Reconcile() {
 	//   wg pub=E75P6ury port=51820
 	// link lo device mtu=1500 up
 }
+
+// TestMountVIPNotBlockedByDeviceStart: the HA path never waits for a slow
+// userspace device process being started by a reconcile.
+func TestMountVIPNotBlockedByDeviceStart(t *testing.T) {
+	h := newHost(false)
+	m := newManager(t, h)
+	started, release := h.BlockLaunches()
+	defer release()
+	done := make(chan netctl.Result, 1)
+	go func() { done <- m.Reconcile(context.Background(), states[1].desired) }()
+	<-started // the reconcile now sits in Launcher.Start
+	if err := m.MountVIP(context.Background(), vip1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.UnmountVIP(context.Background(), vip1.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Status(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if r := <-done; r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	if diff := cmp.Diff(states[1].want, h.Render()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}

@@ -39,6 +39,8 @@ type Host struct {
 	faults  []fault
 	ops     map[string]int
 	announc []Announcement
+	gate    chan struct{}
+	started chan string
 }
 
 type fault struct {
@@ -496,10 +498,32 @@ func (f *fakeWG) ConfigureDevice(name string, cfg wgtypes.Config) error {
 
 func (f *fakeWG) Close() error { return nil }
 
+// BlockLaunches makes Launcher().Start wait until release is called (a slow
+// device process). The name of each blocked start is sent on started.
+func (h *Host) BlockLaunches() (started <-chan string, release func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	gate, st := make(chan struct{}), make(chan string, 16)
+	h.gate, h.started = gate, st
+	var once sync.Once
+	return st, func() { once.Do(func() { close(gate) }) }
+}
+
 type fakeLauncher Host
 
-func (f *fakeLauncher) Start(_ context.Context, name string) error {
+func (f *fakeLauncher) Start(ctx context.Context, name string) error {
 	h := (*Host)(f)
+	h.mu.Lock()
+	gate, st := h.gate, h.started
+	h.mu.Unlock()
+	if gate != nil {
+		st <- name
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.check("launch", name); err != nil {
