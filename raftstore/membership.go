@@ -224,7 +224,11 @@ func (s *Store) recordMember(ctx context.Context, nodeID, raftAddr string) error
 	if m, ok := s.State().Member(nodeID); ok {
 		p.APIAddr = m.APIAddr
 	}
-	_, err := s.applyLeader(ctx, MustCommand(CmdMemberPut, p))
+	cmd, err := prepare(MustCommand(CmdMemberPut, p))
+	if err != nil {
+		return err
+	}
+	_, err = s.applyLeader(ctx, cmd)
 	if err != nil {
 		var re *RefusedError
 		if errors.As(err, &re) {

@@ -77,6 +77,7 @@ func applyPeerAdd(s *State, c applyCtx, payload json.RawMessage) (*State, string
 	if p.Status != federation.StatusProposed && p.Status != federation.StatusAccepted {
 		return nil, "", nil, refuse("a new peer starts as proposed or accepted, not %q; use peer.transition", p.Status)
 	}
+	p.CreatedAt, p.UpdatedAt = c.Cmd.At, c.Cmd.At
 	if err := p.Validate(); err != nil {
 		return nil, "", nil, refuse("peer: %v", err)
 	}
@@ -86,7 +87,6 @@ func applyPeerAdd(s *State, c applyCtx, payload json.RawMessage) (*State, string
 		}
 	}
 	p = p.Clone()
-	p.CreatedAt, p.UpdatedAt = c.Cmd.At, c.Cmd.At
 	n := s.cow()
 	n.peers = cloneMap(s.peers)
 	n.peers[p.ID] = p
@@ -108,6 +108,7 @@ func applyPeerUpdate(s *State, c applyCtx, payload json.RawMessage) (*State, str
 	if p.Status != old.Status {
 		return nil, "", nil, refuse("status changes from %s to %s only through peer.transition", old.Status, p.Status)
 	}
+	p.CreatedAt, p.UpdatedAt = old.CreatedAt, c.Cmd.At
 	if err := p.Validate(); err != nil {
 		return nil, "", nil, refuse("peer: %v", err)
 	}
@@ -122,7 +123,6 @@ func applyPeerUpdate(s *State, c applyCtx, payload json.RawMessage) (*State, str
 		}
 	}
 	p = p.Clone()
-	p.CreatedAt, p.UpdatedAt = old.CreatedAt, c.Cmd.At
 	n := s.cow()
 	n.peers = cloneMap(s.peers)
 	n.peers[p.ID] = p

@@ -7,8 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 )
 
@@ -63,21 +65,37 @@ func checkBolt(path string) (err error) {
 		return fmt.Errorf("%w: raft log %s: %v", ErrCorrupt, path, err)
 	}
 	defer db.Close()
+	// Walk every bucket with cursors in this goroutine: bbolt asserts page
+	// ids and types as it reads, and those panics (and faults on a
+	// damaged mmap offset, via SetPanicOnFault) are recovered above.
+	// tx.Check is not used: it panics in its own goroutine.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	err = db.View(func(tx *bbolt.Tx) error {
 		for _, b := range []string{"logs", "conf"} {
 			if tx.Bucket([]byte(b)) == nil {
 				return fmt.Errorf("bucket %q is missing", b)
 			}
 		}
-		for cerr := range tx.Check() {
-			if cerr != nil {
-				return cerr
-			}
-		}
-		return nil
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			return walkBucket(b)
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("%w: raft log %s: %v", ErrCorrupt, path, err)
+	}
+	return nil
+}
+
+func walkBucket(b *bbolt.Bucket) error {
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil {
+			if nb := b.Bucket(k); nb != nil {
+				if err := walkBucket(nb); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -113,4 +131,19 @@ func checkSnapshots(dir string) error {
 		}
 	}
 	return nil
+}
+
+// openBolt opens the raft log read-write; a bbolt panic on a damaged file
+// becomes ErrCorrupt.
+func openBolt(path string, noSync bool) (b *raftboltdb.BoltStore, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, fmt.Errorf("%w: raft log %s: %v", ErrCorrupt, path, r)
+		}
+	}()
+	b, err = raftboltdb.New(raftboltdb.Options{Path: path, NoSync: noSync})
+	if err != nil {
+		return nil, fmt.Errorf("open raft log %s: %w", path, err)
+	}
+	return b, nil
 }

@@ -70,9 +70,9 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 
-	s.bolt, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, raftDBFile), NoSync: cfg.NoSync})
+	s.bolt, err = openBolt(filepath.Join(cfg.DataDir, raftDBFile), cfg.NoSync)
 	if err != nil {
-		return fail(fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.DataDir, raftDBFile), err))
+		return fail(err)
 	}
 	hl := newHclog(cfg.Logger.With("node_id", cfg.NodeID), hclog.Info).Named("raft")
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, cfg.SnapshotRetain, hl)
@@ -197,19 +197,13 @@ func (s *Store) Apply(ctx context.Context, cmd Command) (Result, error) {
 	if s.closed.Load() {
 		return Result{}, ErrClosed
 	}
-	if cmd.V == 0 {
-		cmd.V = CommandVersion
-	}
-	if cmd.ID == "" {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return Result{}, fmt.Errorf("apply: command id: %w", err)
-		}
-		cmd.ID = id.String()
+	cmd, err := prepare(cmd)
+	if err != nil {
+		return Result{}, err
 	}
 	start := time.Now()
 	var res Result
-	err := s.retry(ctx, "apply", func(ctx context.Context) error {
+	err = s.retry(ctx, "apply", func(ctx context.Context) error {
 		var err error
 		if s.IsLeader() {
 			res, err = s.applyLeader(ctx, cmd)
@@ -235,6 +229,21 @@ func (s *Store) Apply(ctx context.Context, cmd Command) (Result, error) {
 		return Result{}, fmt.Errorf("apply %s %s: %w", cmd.Type, cmd.ID, err)
 	}
 	return res, nil
+}
+
+// prepare fills in the envelope version and a UUIDv7 idempotency key.
+func prepare(cmd Command) (Command, error) {
+	if cmd.V == 0 {
+		cmd.V = CommandVersion
+	}
+	if cmd.ID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return cmd, fmt.Errorf("apply: command id: %w", err)
+		}
+		cmd.ID = id.String()
+	}
+	return cmd, nil
 }
 
 // retryable reports whether an operation may be retried: the leader moved
@@ -386,4 +395,15 @@ func (s *Store) shutdownParts() {
 	if s.metrics != nil && s.metrics.reg != nil {
 		s.metrics.unregister()
 	}
+}
+
+// Snapshot takes a raft snapshot now (compacting the log).
+func (s *Store) Snapshot() error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	if err := s.raft.Snapshot().Error(); err != nil {
+		return fmt.Errorf("snapshot: %w", mapRaftErr(err))
+	}
+	return nil
 }

@@ -67,9 +67,25 @@ func newMux(bind, advertise string, serverTLS, clientTLS *tls.Config, log *slog.
 		return nil, fmt.Errorf("%w: bind_addr %s is unspecified; set advertise_addr", ErrInvalidConfig, bind)
 	}
 	st := serverTLS.Clone()
-	st.NextProtos = []string{ProtoRaft, ProtoRPC}
-	if st.MinVersion < tls.VersionTLS13 {
-		st.MinVersion = tls.VersionTLS13
+	adapt := func(c *tls.Config) {
+		c.NextProtos = []string{ProtoRaft, ProtoRPC}
+		if c.MinVersion < tls.VersionTLS13 {
+			c.MinVersion = tls.VersionTLS13
+		}
+	}
+	adapt(st)
+	// A per-handshake config (the pki package pins the served certificate
+	// this way) must carry our ALPN protocols too.
+	if orig := st.GetConfigForClient; orig != nil {
+		st.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+			c, err := orig(hi)
+			if err != nil || c == nil {
+				return c, err
+			}
+			c = c.Clone()
+			adapt(c)
+			return c, nil
+		}
 	}
 	ct := clientTLS.Clone()
 	if ct.MinVersion < tls.VersionTLS13 {

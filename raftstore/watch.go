@@ -32,7 +32,10 @@ type watcher struct {
 	pending []Event
 	wake    chan struct{}
 	done    chan struct{}
+	once    sync.Once
 }
+
+func (w *watcher) stop() { w.once.Do(func() { close(w.done) }) }
 
 type watchHub struct {
 	mu       sync.Mutex
@@ -124,14 +127,11 @@ func (h *watchHub) watch() (<-chan Event, func()) {
 			}
 		}
 	}()
-	var once sync.Once
 	cancel := func() {
-		once.Do(func() {
-			h.mu.Lock()
-			delete(h.watchers, w)
-			h.mu.Unlock()
-			close(w.done)
-		})
+		h.mu.Lock()
+		delete(h.watchers, w)
+		h.mu.Unlock()
+		w.stop()
 	}
 	return w.ch, cancel
 }
@@ -143,7 +143,7 @@ func (h *watchHub) close() {
 	h.watchers = map[*watcher]struct{}{}
 	h.mu.Unlock()
 	for w := range ws {
-		close(w.done)
+		w.stop()
 	}
 	h.wg.Wait()
 }
