@@ -31,6 +31,8 @@ func key(b byte) wgtypes.Key {
 
 func pub(b byte) string { return key(b).String() }
 
+var errBoom = errors.New("boom")
+
 var nodeKey = func() wgtypes.Key { k := key(0x42); return k }()
 
 type tLogWriter struct{ t testing.TB }

@@ -568,3 +568,12 @@ func TestPrivilegedDeviceWithoutCapability(t *testing.T) {
 		t.Errorf("error does not name the capability: %q", out.String())
 	}
 }
+
+// TestPrivilegedPreflight: as root the checks pass; the device process as
+// nobody is covered by TestPrivilegedDeviceWithoutCapability.
+func TestPrivilegedPreflight(t *testing.T) {
+	nstest.RequireRoot(t)
+	if err := netctl.Preflight(netctl.BackendAuto); err != nil {
+		t.Fatalf("Preflight as root: %v", err)
+	}
+}

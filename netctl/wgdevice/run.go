@@ -27,12 +27,19 @@ var (
 
 // Check reports whether this host can run a userspace device: /dev/net/tun
 // present and openable (which needs CAP_NET_ADMIN for TUNSETIFF later).
-func Check() error {
-	fi, err := os.Stat("/dev/net/tun")
-	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+func Check() error { return check(tunPath) }
+
+const tunPath = "/dev/net/tun"
+
+func check(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNoTUN, err)
 	}
-	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+	if fi.Mode()&os.ModeCharDevice == 0 {
+		return fmt.Errorf("%w: %s is not a character device", ErrNoTUN, path)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			return fmt.Errorf("%w: %v", ErrPermission, err)
