@@ -29,7 +29,7 @@ func TestMetrics(t *testing.T) {
 	for name, want := range map[string]float64{
 		"fedgate_netctl_reconciles_total":        3,
 		"fedgate_netctl_failed_objects":          1,
-		"fedgate_netctl_vip_announcements_total": 2, // site6 twice (mounted, removed, mounted); site never
+		"fedgate_netctl_vip_announcements_total": 3, // site and site6, then site6 again (site fails)
 		"fedgate_netctl_peers":                   2, // summed over health labels
 	} {
 		mfs, err := reg.Gather()
