@@ -274,6 +274,9 @@ func (l *Log) Export(w io.Writer, req ExportRequest) (Manifest, error) {
 	}
 	if req.Until.IsZero() {
 		req.Until = now.Add(time.Nanosecond)
+		if !req.Since.Before(req.Until) {
+			req.Until = req.Since.Add(time.Nanosecond) // a future window: empty
+		}
 	}
 	if !req.Since.IsZero() && !req.Until.After(req.Since) {
 		return Manifest{}, fmt.Errorf("%w: until is not after since", ErrBadRequest)
