@@ -269,6 +269,18 @@ func activePeer(id string, bundle []byte, kinds ...string) federation.Peer {
 // outbound pointing at it.
 func newPair(t testing.TB, modA, modB func(*proxy.Config)) *pair {
 	t.Helper()
+	wrap := func(f func(*proxy.Config)) func(*pair, *proxy.Config) {
+		if f == nil {
+			return nil
+		}
+		return func(_ *pair, c *proxy.Config) { f(c) }
+	}
+	return newPairWith(t, wrap(modA), wrap(modB))
+}
+
+// newPairWith is newPair with modifiers that see the pair (ids, certs).
+func newPairWith(t testing.TB, modA, modB func(*pair, *proxy.Config)) *pair {
+	t.Helper()
 	pr := &pair{a: newSite(t, "site-a"), b: newSite(t, "site-b"), be: newBackend(t), idA: newID(t), idB: newID(t)}
 	pr.certA = proxytest.IssueFederation(t, pr.a.ca, pr.idA, 0)
 	pr.certB = proxytest.IssueFederation(t, pr.b.ca, pr.idB, 0)
@@ -284,7 +296,7 @@ func newPair(t testing.TB, modA, modB func(*proxy.Config)) *pair {
 			{Name: "caps", PathPrefix: "/api/capabilities", Backend: pr.be.srv.URL, ResourceKind: "vm", RateLimited: true},
 		}
 		if modB != nil {
-			modB(c)
+			modB(pr, c)
 		}
 	})
 	// A knows B at B's inbound address.
@@ -297,7 +309,7 @@ func newPair(t testing.TB, modA, modB func(*proxy.Config)) *pair {
 		c.OutboundAddr = "127.0.0.1:0"
 		c.OutboundSocket = pr.a.socket
 		if modA != nil {
-			modA(c)
+			modA(pr, c)
 		}
 	})
 	pr.client = &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableCompression: true}}
@@ -407,3 +419,5 @@ func mustPrefixes(ss ...string) []netip.Prefix {
 }
 
 func ioCopy(w io.Writer, r io.Reader) (int64, error) { return io.Copy(w, r) }
+
+type netTCPAddr = net.TCPAddr
