@@ -99,12 +99,16 @@ func Run(ctx context.Context, opts Options) error {
 	a.log = log.With(LogKeyNode, a.nodeID)
 	defer a.shutdown()
 
-	if err := a.start(ctx); err != nil {
+	if err := a.start(runCtx); err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped during start-up")
+			return nil // SIGTERM while starting is a clean stop
+		}
 		return err
 	}
 	a.printWhere(out)
-	go a.notify.watchdog(ctx)
-	return a.mainLoop(ctx)
+	go a.notify.watchdog(runCtx)
+	return a.mainLoop(runCtx)
 }
 
 // start opens everything this node can open on its own.

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -145,7 +147,7 @@ func ParseConfig(name string, data []byte) (Config, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil {
-			return Config{}, fmt.Errorf("%w: %s: %s", ErrConfig, name, cleanYAMLError(err))
+			return Config{}, fmt.Errorf("%w: %s: %s", ErrConfig, name, nameKeys(&root, cleanYAMLError(err)))
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -200,6 +202,44 @@ func keyLine(n *yaml.Node, path []string) int {
 		}
 	}
 	return 0
+}
+
+var lineRE = regexp.MustCompile(`line (\d+): `)
+
+// nameKeys adds the dotted key of each "line N:" in msg.
+func nameKeys(root *yaml.Node, msg string) string {
+	return lineRE.ReplaceAllStringFunc(msg, func(m string) string {
+		n, _ := strconv.Atoi(lineRE.FindStringSubmatch(m)[1])
+		if key := keyAtLine(root, n, ""); key != "" {
+			return fmt.Sprintf("line %d: %s: ", n, key)
+		}
+		return m
+	})
+}
+
+func keyAtLine(n *yaml.Node, line int, prefix string) string {
+	if n == nil {
+		return ""
+	}
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		return keyAtLine(n.Content[0], line, prefix)
+	}
+	if n.Kind != yaml.MappingNode {
+		return ""
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i].Value
+		if prefix != "" {
+			k = prefix + "." + k
+		}
+		if n.Content[i].Line == line {
+			return k
+		}
+		if got := keyAtLine(n.Content[i+1], line, k); got != "" {
+			return got
+		}
+	}
+	return ""
 }
 
 func cleanYAMLError(err error) string {
