@@ -109,6 +109,11 @@ func (e *rpcError) toError() error {
 	return fmt.Errorf("leader: %s", e.Message)
 }
 
+// errTransport: the RPC to the leader failed in transit (dial, read,
+// write); the request may or may not have been handled, so only idempotent
+// requests are retried on it.
+var errTransport = errors.New("raftstore: rpc transport")
+
 // errRemoteClosed: the leader we forwarded to is shutting down; retry.
 var errRemoteClosed = errors.New("raftstore: remote node closed")
 
@@ -266,7 +271,10 @@ func (c *rpcClient) call(ctx context.Context, addr string, req rpcRequest) (rpcR
 	for attempt := 0; attempt < 2; attempt++ {
 		rc, err := c.get(ctx, addr)
 		if err != nil {
-			return rpcResponse{}, err
+			if errors.Is(err, ErrClosed) {
+				return rpcResponse{}, err
+			}
+			return rpcResponse{}, fmt.Errorf("%w: %v", errTransport, err)
 		}
 		rc.c.SetDeadline(dl.Add(time.Second))
 		var resp rpcResponse
@@ -278,7 +286,7 @@ func (c *rpcClient) call(ctx context.Context, addr string, req rpcRequest) (rpcR
 			if attempt == 0 && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !isTimeout(err) {
 				continue
 			}
-			return rpcResponse{}, fmt.Errorf("rpc %s to %s: %w", req.Op, addr, err)
+			return rpcResponse{}, fmt.Errorf("%w: rpc %s to %s: %v", errTransport, req.Op, addr, err)
 		}
 		rc.c.SetDeadline(time.Time{})
 		c.put(addr, rc)
@@ -287,7 +295,7 @@ func (c *rpcClient) call(ctx context.Context, addr string, req rpcRequest) (rpcR
 		}
 		return resp, nil
 	}
-	return rpcResponse{}, fmt.Errorf("rpc %s to %s: failed", req.Op, addr)
+	return rpcResponse{}, fmt.Errorf("%w: rpc %s to %s failed", errTransport, req.Op, addr)
 }
 
 func isTimeout(err error) bool {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -256,15 +255,11 @@ func retryable(err error) bool {
 		return false
 	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader), errors.Is(err, errRemoteClosed),
 		errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
-		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, errTransport):
 		return true
 	}
-	var ne net.Error
-	var oe *net.OpError
-	return errors.As(err, &oe) || errors.As(err, &ne) || errors.Is(err, errDial)
+	return false
 }
-
-var errDial = errors.New("dial")
 
 // retry runs op until it succeeds, fails finally, or ctx ends.
 func (s *Store) retry(ctx context.Context, what string, op func(context.Context) error) error {
