@@ -4,15 +4,13 @@
 //
 // The agent builds a Manager from real seams and feeds it Desired values:
 //
-//	key, _ := netctl.LoadOrCreateKey("/var/lib/fedgate/wireguard.key")
-//	nl, _ := netctl.NewNetlink("")              // current network namespace
-//	wg, _ := netctl.NewWGClient()
-//	m, _ := netctl.New(netctl.Config{
-//		WG: wg, Netlink: nl, PrivateKey: key,
-//		Launcher:  netctl.NewProcessLauncher(netctl.LauncherConfig{}),
-//		Announcer: netctl.NewAnnouncer(""),
+//	if err := netctl.Preflight(netctl.BackendAuto); err != nil { ... } // names the capability
+//	m, err := netctl.Open(netctl.HostConfig{
+//		KeyFile: "/var/lib/fedgate/wireguard.key", // 0600, created on first use
 //		Logger: log, Registerer: reg,
-//	})
+//	})                                           // device command: <self> wg-device <iface>
+//	defer m.Close()                              // leaves the kernel state as is
+//	pub := m.PublicKey()                         // replicate this, never the private key
 //	go m.Run(ctx, desiredUpdates)              // or m.Reconcile(ctx, d)
 //	st, _ := m.Status(ctx)                      // JSON for `fedgate tunnels`/`vips`
 //	m.MountVIP(ctx, vip); m.UnmountVIP(ctx, vip.Addr) // HA

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -35,6 +36,9 @@ type Manager struct {
 	ann      map[netip.Addr]*annState
 	desired  Desired // last sanitized desired state
 	last     Result
+
+	closers  []io.Closer // seams built by Open
+	closeErr error
 
 	annOnce sync.Once
 	stop    chan struct{}
@@ -109,11 +113,16 @@ func (m *Manager) Close() error {
 		close(m.stop)
 		m.annOnce.Do(func() { close(m.done) }) // loop never started
 		<-m.done
+		var errs []error
+		if m.cfg.Announcer != nil {
+			errs = append(errs, m.cfg.Announcer.Close())
+		}
+		for _, c := range m.closers {
+			errs = append(errs, c.Close())
+		}
+		m.closeErr = errors.Join(errs...)
 	})
-	if m.cfg.Announcer != nil {
-		return m.cfg.Announcer.Close()
-	}
-	return nil
+	return m.closeErr
 }
 
 const dumpRetries = 8

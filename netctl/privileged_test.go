@@ -351,8 +351,18 @@ func TestPrivilegedAgentRestart(t *testing.T) {
 	}()
 	time.Sleep(200 * time.Millisecond)
 	tu.na.stop()
-	na2 := startNode(t, tu.a, tu.na.keyPath, tu.na.logDir)
-	r := na2.m.Reconcile(ctx, tu.dA)
+	// The new agent is built the way fedgated builds it.
+	m2, err := netctl.Open(netctl.HostConfig{KeyFile: tu.na.keyPath, Netns: tu.a.Path(),
+		DeviceCommand: []string{os.Args[0], "wg-device"}, DeviceEnv: []string{deviceEnv + "=1"},
+		DeviceLogDir: tu.na.logDir, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m2.Close() })
+	if m2.PublicKey() != tu.na.key.PublicKey() {
+		t.Fatal("restarted agent has another key")
+	}
+	r := m2.Reconcile(ctx, tu.dA)
 	if r.Err() != nil || r.Changes != 0 {
 		t.Errorf("restarted agent: changes=%d err=%v (want adoption without changes)", r.Changes, r.Err())
 	}
@@ -370,12 +380,12 @@ func TestPrivilegedAgentRestart(t *testing.T) {
 	if pidBefore == 0 || netctl.ProcessGone(pidBefore) {
 		t.Errorf("device process %d not running after agent restart", pidBefore)
 	}
-	st, err := na2.m.Status(ctx)
+	st, err := m2.Status(ctx)
 	if err != nil || len(st.Interfaces) != 1 || st.Interfaces[0].Backend != "userspace" {
 		t.Errorf("status after restart: %+v %v", st, err)
 	}
 	// The new agent's Cleanup stops the device it did not start.
-	if err := na2.m.Cleanup(ctx); err != nil {
+	if err := m2.Cleanup(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if !netctl.ProcessGone(pidBefore) {
@@ -391,7 +401,9 @@ type arpSeen struct {
 	targetIP netip.Addr
 }
 
-func captureARP(t *testing.T, ns *nstest.NS, dev string) <-chan arpSeen {
+// capture reads frames of ethertype proto arriving on dev in ns (packet
+// socket, SOCK_DGRAM: payload after the Ethernet header).
+func capture(t *testing.T, ns *nstest.NS, dev string, proto uint16) <-chan []byte {
 	t.Helper()
 	var fd int
 	ns.MustDo(t, func() error {
@@ -399,15 +411,15 @@ func captureARP(t *testing.T, ns *nstest.NS, dev string) <-chan arpSeen {
 		if err != nil {
 			return err
 		}
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_ARP)))
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(proto)))
 		if err != nil {
 			return err
 		}
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ARP), Ifindex: ifi.Index})
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(proto), Ifindex: ifi.Index})
 	})
 	tv := unix.NsecToTimeval(int64(200 * time.Millisecond))
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	out := make(chan arpSeen, 64)
+	out := make(chan []byte, 256)
 	var done atomic.Bool
 	stopped := make(chan struct{})
 	t.Cleanup(func() { done.Store(true); <-stopped; unix.Close(fd) })
@@ -416,13 +428,61 @@ func captureARP(t *testing.T, ns *nstest.NS, dev string) <-chan arpSeen {
 		buf := make([]byte, 1500)
 		for !done.Load() {
 			n, _, err := unix.Recvfrom(fd, buf, 0)
-			if err != nil || n < 28 {
+			if err != nil {
 				continue
 			}
-			p := buf[:n]
+			select {
+			case out <- append([]byte(nil), buf[:n]...):
+			default:
+			}
+		}
+	}()
+	return out
+}
+
+func captureARP(t *testing.T, ns *nstest.NS, dev string) <-chan arpSeen {
+	frames := capture(t, ns, dev, unix.ETH_P_ARP)
+	out := make(chan arpSeen, 64)
+	go func() {
+		for p := range frames {
+			if len(p) < 28 {
+				continue
+			}
 			s := arpSeen{op: uint16(p[6])<<8 | uint16(p[7]), senderHW: net.HardwareAddr(p[8:14]).String()}
 			s.senderIP, _ = netip.AddrFromSlice(p[14:18])
 			s.targetIP, _ = netip.AddrFromSlice(p[24:28])
+			select {
+			case out <- s:
+			default:
+			}
+		}
+	}()
+	return out
+}
+
+// naSeen is an unsolicited neighbour advertisement captured on the far side.
+type naSeen struct {
+	dst, target netip.Addr
+	override    bool
+	lladdr      string
+}
+
+func captureNA(t *testing.T, ns *nstest.NS, dev string) <-chan naSeen {
+	frames := capture(t, ns, dev, unix.ETH_P_IPV6)
+	out := make(chan naSeen, 64)
+	go func() {
+		for p := range frames {
+			// IPv6 header (40) + ICMPv6 NA: type 136, flags, target (16),
+			// then options (type 2 = target link-layer address).
+			if len(p) < 40+24 || p[6] != 58 || p[40] != 136 {
+				continue
+			}
+			s := naSeen{override: p[44]&0x20 != 0}
+			s.dst, _ = netip.AddrFromSlice(p[24:40])
+			s.target, _ = netip.AddrFromSlice(p[48:64])
+			if len(p) >= 72 && p[64] == 2 && p[65] == 1 {
+				s.lladdr = net.HardwareAddr(p[66:72]).String()
+			}
 			select {
 			case out <- s:
 			default:
@@ -449,6 +509,7 @@ func TestPrivilegedVIP(t *testing.T) {
 	}
 	mac := wire0.Attrs().HardwareAddr.String()
 	arps := captureARP(t, b, "wire1")
+	nas := captureNA(t, b, "wire1")
 	listen(t, a, ":7001")
 
 	vip := netctl.VIP{Name: "site", Addr: netip.MustParsePrefix("192.168.78.100/32"), Interface: "wire0"}
@@ -471,6 +532,17 @@ func TestPrivilegedVIP(t *testing.T) {
 			}
 		case <-deadline:
 			t.Fatalf("gratuitous ARP not seen: request=%v reply=%v", sawReq, sawRep)
+		}
+	}
+	// The unsolicited NA for the IPv6 VIP (override, target link-layer
+	// address) arrives too.
+	naDeadline := time.After(5 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case s := <-nas:
+			seen = s.target == vip6.Addr.Addr() && s.override && s.lladdr == mac && s.dst == netip.MustParseAddr("ff02::1")
+		case <-naDeadline:
+			t.Fatal("unsolicited neighbour advertisement not seen")
 		}
 	}
 	if at, ok := na.m.LastAnnounce(vip.Addr.Addr()); !ok || at.IsZero() {
