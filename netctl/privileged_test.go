@@ -649,3 +649,102 @@ func TestPrivilegedPreflight(t *testing.T) {
 		t.Fatalf("Preflight as root: %v", err)
 	}
 }
+
+// TestPrivilegedReconcileRealKernel runs the reconciler against the real
+// kernel (userspace WireGuard): desired VIPs, peers with IPv4 and IPv6
+// allowed IPs, a foreign route that collides with one of them; the second
+// pass is a no-op, marks are visible in a raw dump, Cleanup restores the
+// namespace.
+func TestPrivilegedReconcileRealKernel(t *testing.T) {
+	a, _ := wire(t, 81)
+	h := a.Handle(t)
+	// Someone else's route to an allowed IP of ours.
+	w0, err := h.LinkByName("wire0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, foreign, _ := net.ParseCIDR("10.81.9.0/24")
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: w0.Attrs().Index, Dst: foreign, Scope: netlink.SCOPE_LINK}); err != nil {
+		t.Fatal(err)
+	}
+	before := renderNS(t, h)
+	dir := t.TempDir()
+	n := startNode(t, a, filepath.Join(dir, "k.key"), filepath.Join(dir, "log"))
+	name := randName("fg-k")
+	cleanupAll(t, n, name)
+	mp := netip.MustParsePrefix
+	k1, _ := wgtypes.GeneratePrivateKey()
+	k2, _ := wgtypes.GeneratePrivateKey()
+	d := netctl.Desired{
+		Interfaces: []netctl.Interface{{Name: name, ListenPort: 51900, MTU: 1400,
+			Addresses: []netip.Prefix{mp("10.81.0.1/24"), mp("fd81::1/64")},
+			Peers: []netctl.Peer{
+				{PublicKey: k1.PublicKey().String(), Endpoint: netip.MustParseAddrPort("192.168.81.2:51900"),
+					AllowedIPs: []netip.Prefix{mp("10.81.0.2/32"), mp("fd81::2/128")}, PersistentKeepalive: 25 * time.Second},
+				{PublicKey: k2.PublicKey().String(), Endpoint: netip.MustParseAddrPort("[fd81::99]:51900"),
+					AllowedIPs: []netip.Prefix{mp("10.81.9.0/24")}},
+				{PublicKey: "bogus", AllowedIPs: []netip.Prefix{mp("10.81.7.0/24")}},
+			}}},
+		VIPs: []netctl.VIP{
+			{Name: "v4", Addr: mp("192.168.81.100/32"), Interface: "wire0"},
+			{Name: "v6", Addr: mp("fd81:1::100/128"), Interface: "wire0"},
+			{Name: "gone", Addr: mp("192.168.81.101/32"), Interface: "nosuch0"},
+		},
+	}
+	ctx := context.Background()
+	r := n.m.Reconcile(ctx, d)
+	var kinds []string
+	for _, e := range r.Errors {
+		kinds = append(kinds, e.Kind+":"+e.ID)
+	}
+	sort.Strings(kinds)
+	want := []string{"peer:" + name + "/bogus", "route:" + name + "/10.81.9.0/24", "vip:gone"}
+	if diff := cmp.Diff(want, kinds); diff != "" {
+		t.Errorf("reported objects (-want +got):\n%s\n%v", diff, r.Err())
+	}
+	for _, e := range r.Errors {
+		if e.Kind == "route" && !errors.Is(e, netctl.ErrAddressInUse) {
+			t.Errorf("foreign route: %v, want ErrAddressInUse", e)
+		}
+		if e.Kind == "vip" && !errors.Is(e, netctl.ErrNoInterface) {
+			t.Errorf("missing interface: %v, want ErrNoInterface", e)
+		}
+	}
+	// Second pass: nothing to do but the same reports.
+	r2 := n.m.Reconcile(ctx, d)
+	if r2.Changes != 0 || len(r2.Errors) != len(r.Errors) {
+		t.Errorf("second pass: changes=%d errors=%v", r2.Changes, r2.Err())
+	}
+	snap, err := n.nl.Dump()
+	if err != nil {
+		t.Fatal(err)
+	}
+	marked := map[string]bool{}
+	for _, ad := range snap.Addrs {
+		if ad.Marked() {
+			marked[ad.Prefix.String()] = true
+		}
+	}
+	wantMarked := map[string]bool{"10.81.0.1/24": true, "fd81::1/64": true, "192.168.81.100/32": true, "fd81:1::100/128": true}
+	if diff := cmp.Diff(wantMarked, marked); diff != "" {
+		t.Errorf("marked addresses (-want +got):\n%s", diff)
+	}
+	var routes []string
+	for _, rt := range snap.Routes {
+		routes = append(routes, rt.Dst.String())
+	}
+	sort.Strings(routes)
+	if diff := cmp.Diff([]string{"10.81.0.2/32", "fd81::2/128"}, routes); diff != "" {
+		t.Errorf("fedgate routes (-want +got):\n%s", diff)
+	}
+	l, err := h.LinkByName(name)
+	if err != nil || l.Attrs().MTU != 1400 || l.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("link %s: %v %+v", name, err, l)
+	}
+	if err := n.m.Cleanup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(before, renderNS(t, h)); diff != "" {
+		t.Errorf("after Cleanup (-before +after):\n%s", diff)
+	}
+}
