@@ -128,8 +128,9 @@ func (h *Host) InterruptDumps(n int) {
 	h.intr = n
 }
 
-// Ops returns the count of mutating operations by op name since the last
-// ResetOps (reads and announcements are not counted).
+// Ops returns the count of mutating calls issued, by op name, since the
+// last ResetOps, including calls answered EEXIST/ENOENT (reads,
+// announcements and injected faults are not counted).
 func (h *Host) Ops() map[string]int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -310,7 +311,9 @@ func (f *fakeNetlink) AddLink(name, kind string, mtu int) error {
 		return err
 	}
 	if kind == netctl.KindWireguard && !h.kernel {
-		h.ops["link-add"]--
+		if h.ops["link-add"]--; h.ops["link-add"] == 0 {
+			delete(h.ops, "link-add")
+		}
 		return fmt.Errorf("add link %s: %w", name, netctl.ErrKernelUnsupported)
 	}
 	if _, ok := h.links[name]; ok {
