@@ -52,6 +52,8 @@ type Agent struct {
 	ready   atomic.Bool
 	joinMu  sync.Mutex
 
+	net *netPart // nil when netctl is off
+
 	clusterAddr string // bound address of the cluster API
 	runCtx      context.Context
 	cancel      context.CancelFunc
@@ -138,8 +140,30 @@ func (a *Agent) start(ctx context.Context) error {
 		if err := a.waitReady(ctx); err != nil {
 			return err
 		}
+		return a.startParts(ctx)
 	}
 	return nil
+}
+
+// startParts starts what needs the replicated state: netctl and VIPs.
+func (a *Agent) startParts(ctx context.Context) error {
+	a.recordSelf(ctx)
+	return a.startNet(ctx)
+}
+
+// recordSelf keeps this node's member record (raft and cluster API
+// addresses) current in the replicated state.
+func (a *Agent) recordSelf(ctx context.Context) {
+	s := a.store.Load()
+	want := raftstore.MemberPutPayload{NodeID: a.nodeID, RaftAddr: s.Addr(), APIAddr: a.clusterURL()}
+	for _, m := range s.State().Members() {
+		if m.NodeID == want.NodeID && m.RaftAddr == want.RaftAddr && m.APIAddr == want.APIAddr {
+			return
+		}
+	}
+	if _, err := a.apply(ctx, raftstore.CmdMemberPut, want); err != nil {
+		a.log.Warn("could not record this node as a member", LogKeyErr, err)
+	}
 }
 
 func (a *Agent) loadSite() (*siteRecord, error) {
@@ -300,7 +324,10 @@ func (a *Agent) join(ctx context.Context, joinURL string, tok joinToken) error {
 		return err
 	}
 	a.store.Store(s)
-	return a.waitReady(ctx)
+	if err := a.waitReady(ctx); err != nil {
+		return err
+	}
+	return a.startParts(a.runCtx)
 }
 
 func (a *Agent) grantSecretPath() string {

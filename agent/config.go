@@ -42,6 +42,43 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 	// Federation holds what this site tells its peers about itself.
 	Federation FederationConfig `yaml:"federation"`
+	// Net is netctl: WireGuard interfaces and VIP mounts.
+	Net NetConfig `yaml:"netctl"`
+}
+
+// NetConfig configures netctl.
+type NetConfig struct {
+	// Mode is on (refuse to start without CAP_NET_ADMIN/CAP_NET_RAW and a
+	// WireGuard backend), off, or auto (on when the host allows it, else
+	// off with a warning). Default on; --dev uses auto.
+	Mode string `yaml:"mode"`
+	// Backend is auto (kernel WireGuard when the module exists, else
+	// userspace wireguard-go on TUN), kernel or userspace. Default auto.
+	Backend string `yaml:"backend"`
+	// KeyFile holds this node's WireGuard private key (0600, generated on
+	// first start, never replicated). Default DATA_DIR/wireguard/private.key.
+	KeyFile string `yaml:"key_file"`
+	// VIPInterface is where VIPs without an interface of their own are
+	// mounted (e.g. eth0).
+	VIPInterface string `yaml:"vip_interface"`
+	// Interfaces are this node's WireGuard interfaces, one per overlay
+	// network; their peers come from the replicated state.
+	Interfaces []NetInterface `yaml:"interfaces"`
+	// DeviceLogDir receives userspace device logs. Default /run/fedgate
+	// (dev: DATA_DIR/run).
+	DeviceLogDir string `yaml:"device_log_dir"`
+}
+
+// NetInterface is one local WireGuard interface.
+type NetInterface struct {
+	// Name starts with fg- and has at most 15 bytes.
+	Name string `yaml:"name"`
+	// ListenPort is the UDP port (default 51820).
+	ListenPort int `yaml:"listen_port"`
+	// MTU defaults to 1420.
+	MTU int `yaml:"mtu"`
+	// Addresses are this node's overlay addresses (CIDR).
+	Addresses []string `yaml:"addresses"`
 }
 
 // NodeConfig identifies this node.
@@ -123,6 +160,7 @@ func DefaultConfig() Config {
 		Federation: FederationConfig{
 			PlatformVersion: "1.0.0",
 		},
+		Net: NetConfig{Mode: "on", Backend: "auto"},
 	}
 }
 
@@ -325,6 +363,45 @@ func (c *Config) Validate() error {
 	if c.Federation.PlatformVersion == "" {
 		return badField("federation.platform_version", "must be set (semver)")
 	}
+	return c.Net.validate()
+}
+
+func (n *NetConfig) validate() error {
+	switch n.Mode {
+	case "on", "off", "auto":
+	default:
+		return badField("netctl.mode", "must be on, off or auto, got %q", n.Mode)
+	}
+	switch n.Backend {
+	case "auto", "kernel", "userspace":
+	default:
+		return badField("netctl.backend", "must be auto, kernel or userspace, got %q", n.Backend)
+	}
+	if n.KeyFile != "" && !filepath.IsAbs(n.KeyFile) {
+		return badField("netctl.key_file", "must be an absolute path")
+	}
+	seen := map[string]bool{}
+	for i, ifc := range n.Interfaces {
+		const key = "netctl.interfaces"
+		if !strings.HasPrefix(ifc.Name, "fg-") || len(ifc.Name) > 15 {
+			return badField(key, "interfaces[%d].name %q must start with fg- and have at most 15 bytes", i, ifc.Name)
+		}
+		if seen[ifc.Name] {
+			return badField(key, "interfaces[%d].name %q is listed twice", i, ifc.Name)
+		}
+		seen[ifc.Name] = true
+		if ifc.ListenPort < 0 || ifc.ListenPort > 65535 {
+			return badField(key, "interfaces[%d].listen_port %d out of range", i, ifc.ListenPort)
+		}
+		if ifc.MTU != 0 && (ifc.MTU < 1280 || ifc.MTU > 9000) {
+			return badField(key, "interfaces[%d].mtu %d must be 1280..9000", i, ifc.MTU)
+		}
+		for _, a := range ifc.Addresses {
+			if _, err := netip.ParsePrefix(a); err != nil {
+				return badField(key, "interfaces[%d].addresses: %q is not a CIDR", i, a)
+			}
+		}
+	}
 	return nil
 }
 
@@ -360,5 +437,7 @@ func DevConfig(dataDir string) Config {
 	c.Raft.Listen = "127.0.0.1:0"
 	c.Cluster.Listen = "127.0.0.1:0"
 	c.Metrics.Listen = ""
+	c.Net.Mode = "auto"
+	c.Net.DeviceLogDir = filepath.Join(dataDir, "run")
 	return c
 }

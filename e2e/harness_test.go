@@ -92,6 +92,9 @@ func newNode(t *testing.T, name string, bootstrap bool, extra string) *node {
 	t.Helper()
 	buildBinaries(t)
 	dir := t.TempDir()
+	if !strings.Contains(extra, "netctl:") {
+		extra += "\nnetctl:\n  mode: off\n" // loopback clusters share the host's network namespace
+	}
 	n := &node{t: t, name: name, dir: dir, socket: filepath.Join(dir, "api.sock"),
 		config: filepath.Join(dir, "fedgated.yaml"), raft: freeAddr(t), cluster: freeAddr(t)}
 	cfg := fmt.Sprintf(`node:

@@ -36,6 +36,8 @@ func newRootCmd() *cobra.Command {
 		newGrantsCmd(g),
 		newContractCmd(g),
 		newReloadCmd(g),
+		newTunnelsCmd(g),
+		newVIPsCmd(g),
 	)
 	return root
 }

@@ -40,6 +40,7 @@ func newRootCmd() *cobra.Command {
 	fl.StringVar(&f.configPath, "config", "", "YAML config file")
 	fl.StringVar(&f.socket, "socket", "", "local API socket (default /run/fedgate/fedgate.sock; dev: DATA_DIR/fedgate.sock)")
 	fl.BoolVar(&f.cleanup, "cleanup", false, "remove everything fedgate created in the kernel, then exit")
+	root.AddCommand(newWGDeviceCmd())
 	return root
 }
 

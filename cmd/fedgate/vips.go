@@ -1,0 +1,98 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+type vipRow struct {
+	Name         string   `json:"name"`
+	CIDR         string   `json:"cidr"`
+	Interface    string   `json:"interface"`
+	Holders      []string `json:"holder_node_ids"`
+	Failovers    []string `json:"failover_node_ids"`
+	Holder       string   `json:"holder"`
+	State        string   `json:"state"`
+	MountedHere  bool     `json:"mounted_here"`
+	LastAnnounce string   `json:"last_announce"`
+	Error        string   `json:"error"`
+}
+
+func newVIPsCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "vips",
+		Short: "The site's virtual IPs: holder, mounted here, last announce",
+		Args:  cobra.NoArgs,
+		RunE:  func(cmd *cobra.Command, _ []string) error { return listVIPs(g) },
+	}
+	var iface string
+	var holders, failovers []string
+	add := &cobra.Command{
+		Use:   "add NAME CIDR",
+		Short: "Add (or replace) a VIP; without --holder it follows the raft leader",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			body := map[string]any{"name": args[0], "cidr": args[1], "interface": iface,
+				"holder_node_ids": holders, "failover_node_ids": failovers}
+			var raw json.RawMessage
+			if err := g.client().post("/v1/vips", body, &raw); err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(raw)
+			}
+			fmt.Printf("vip %s (%s) added\n", args[0], args[1])
+			return nil
+		},
+	}
+	add.Flags().StringVar(&iface, "interface", "", "interface to mount on (default netctl.vip_interface)")
+	add.Flags().StringSliceVar(&holders, "holder", nil, "holder node ids, primary first")
+	add.Flags().StringSliceVar(&failovers, "failover", nil, "failover node ids")
+	del := &cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a VIP (unmounted wherever it is held)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.client().do("DELETE", "/v1/vips/"+url.PathEscape(args[0]), nil, nil, nil); err != nil {
+				return err
+			}
+			fmt.Printf("vip %s deleted\n", args[0])
+			return nil
+		},
+	}
+	c.AddCommand(&cobra.Command{Use: "list", Short: "List VIPs", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return listVIPs(g) }}, add, del)
+	return c
+}
+
+func listVIPs(g *globals) error {
+	var raw json.RawMessage
+	if err := g.client().get("/v1/vips", nil, &raw); err != nil {
+		return err
+	}
+	if g.json {
+		return printJSON(raw)
+	}
+	var vs []vipRow
+	if err := json.Unmarshal(raw, &vs); err != nil {
+		return err
+	}
+	rows := [][]string{}
+	for _, v := range vs {
+		here := "no"
+		if v.MountedHere {
+			here = "yes"
+		}
+		holders := "leader"
+		if len(v.Holders) > 0 {
+			holders = strings.Join(append(append([]string{}, v.Holders...), v.Failovers...), ",")
+		}
+		rows = append(rows, []string{v.Name, v.CIDR, v.Interface, holders, v.Holder, v.State, here, v.LastAnnounce, v.Error})
+	}
+	table([]string{"NAME", "CIDR", "INTERFACE", "HOLDERS", "HOLDER", "STATE", "MOUNTED HERE", "LAST ANNOUNCE", "ERROR"}, rows)
+	return nil
+}
