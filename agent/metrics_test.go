@@ -1,0 +1,285 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/powernode/fedgate/raftstore"
+)
+
+// newTestAgent builds an Agent the way Run does (lock, node id, logger,
+// registry), without starting anything; the test calls start itself.
+func newTestAgent(t *testing.T) *Agent {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fgm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cfg, err := ParseConfig("test.yaml", []byte(testConfigYAML(dir, "info")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, level := NewLogger(testLogWriter{t}, cfg.Log)
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{cfg: cfg, opts: Options{Config: cfg}, log: log, level: level, reg: prometheus.NewRegistry(), runCtx: ctx, cancel: cancel}
+	a.notify = &notifier{log: log}
+	lock, err := lockDataDir(cfg.Node.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.nodeID, err = loadNodeID(cfg.Node.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	a.log = log.With(LogKeyNode, a.nodeID)
+	t.Cleanup(func() { a.shutdown(); lock.Close() })
+	return a
+}
+
+// serveTestMetrics serves the agent's metrics on a free loopback port and
+// returns its base URL.
+func serveTestMetrics(t *testing.T, a *Agent) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.serveMetricsOn(ln); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + ln.Addr().String()
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// scrape fetches /metrics and parses the text exposition.
+func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
+	t.Helper()
+	code, body := get(t, base+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", code, body)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mf, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return mf
+}
+
+// value returns the value of the sample of name whose labels include want
+// (sum over matches; counters, gauges and untyped).
+func value(t *testing.T, mf map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
+	t.Helper()
+	fam, ok := mf[name]
+	if !ok {
+		t.Fatalf("metric %s not exposed", name)
+	}
+	sum, found := 0.0, false
+next:
+	for _, m := range fam.GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		for k, v := range want {
+			if labels[k] != v {
+				continue next
+			}
+		}
+		found = true
+		switch {
+		case m.Gauge != nil:
+			sum += m.GetGauge().GetValue()
+		case m.Counter != nil:
+			sum += m.GetCounter().GetValue()
+		case m.Untyped != nil:
+			sum += m.GetUntyped().GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	if !found {
+		t.Fatalf("metric %s has no sample with labels %v", name, want)
+	}
+	return sum
+}
+
+// TestMetricsLifecycle: before start the listener is live but not ready;
+// after start it is ready, the raft role is leader, and under a burst of
+// replicated writes the raft indices and apply counters move.
+func TestMetricsLifecycle(t *testing.T) {
+	a := newTestAgent(t)
+	base := serveTestMetrics(t, a)
+
+	if code, body := get(t, base+"/healthz"); code != http.StatusOK || strings.TrimSpace(body) != "ok" {
+		t.Fatalf("/healthz before start: %d %q", code, body)
+	}
+	if code, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz before start: %d, want 503", code)
+	}
+	mf := scrape(t, base)
+	if v := value(t, mf, metricReady, nil); v != 0 {
+		t.Fatalf("%s before start = %v", metricReady, v)
+	}
+	if v := value(t, mf, metricRaftState, map[string]string{"state": "none"}); v != 1 {
+		t.Fatalf("raft state none before start = %v", v)
+	}
+	if v := value(t, mf, metricInfo, map[string]string{"node_id": a.nodeID, "site": "test-site"}); v != 1 {
+		t.Fatalf("info = %v", v)
+	}
+	if _, ok := mf["go_goroutines"]; !ok {
+		t.Error("Go runtime metrics missing")
+	}
+	if _, ok := mf["process_open_fds"]; !ok {
+		t.Error("process metrics missing")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := a.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(t, base+"/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz after start: %d %q", code, body)
+	}
+	before := scrape(t, base)
+	if v := value(t, before, metricReady, nil); v != 1 {
+		t.Fatalf("%s after start = %v", metricReady, v)
+	}
+	if v := value(t, before, metricRaftState, map[string]string{"state": "leader"}); v != 1 {
+		t.Fatalf("single node is not leader: %v", v)
+	}
+	if v := value(t, before, metricRaftLastContact, nil); v != 0 {
+		t.Fatalf("leader last contact = %v, want 0", v)
+	}
+	for _, name := range []string{"fedgate_raft_term", "fedgate_raft_commit_index", "fedgate_raft_leader"} {
+		value(t, before, name, nil) // raftstore's own metrics on the same registry
+	}
+
+	const writes = 40
+	var wg sync.WaitGroup
+	errs := make(chan error, writes)
+	for i := range writes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := a.apply(ctx, raftstore.CmdKVPut, raftstore.KVPutPayload{Key: fmt.Sprintf("metrics-test/%d", i), Value: []byte("v")})
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := scrape(t, base)
+	for _, name := range []string{metricRaftCommit, metricRaftApplied, metricRaftLast, "fedgate_raft_commit_index"} {
+		b, n := value(t, before, name, nil), value(t, after, name, nil)
+		if n < b+writes {
+			t.Errorf("%s moved from %v to %v under %d writes", name, b, n, writes)
+		}
+	}
+	if v := value(t, after, metricRaftTerm, nil); v < 1 {
+		t.Errorf("term = %v", v)
+	}
+	b := value(t, before, "fedgate_raft_commands_applied_total", map[string]string{"type": raftstore.CmdKVPut})
+	if b != 0 {
+		// the CA node may already have published its URL with kv.put
+		t.Logf("kv.put applied before the burst: %v", b)
+	}
+	if n := value(t, after, "fedgate_raft_commands_applied_total", map[string]string{"type": raftstore.CmdKVPut}); n < b+writes {
+		t.Errorf("kv.put applied count moved from %v to %v under %d writes", b, n, writes)
+	}
+}
+
+// TestMetricsRoutes: only GET on the three paths; everything else is refused.
+func TestMetricsRoutes(t *testing.T) {
+	a := newTestAgent(t)
+	base := serveTestMetrics(t, a)
+	if code, _ := get(t, base+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("unknown path: %d", code)
+	}
+	resp, err := http.Post(base+"/metrics", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /metrics: %d", resp.StatusCode)
+	}
+	a.ready.Store(true)
+	if code, _ := get(t, base+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz with ready set: %d", code)
+	}
+	a.ready.Store(false)
+	if code, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz with ready cleared: %d", code)
+	}
+}
+
+// TestServeMetricsConfig: an empty listen address serves nothing; a busy
+// port is a clear error; serving twice on one registry is fine (reload or
+// restart of the listener does not trip duplicate registration).
+func TestServeMetricsConfig(t *testing.T) {
+	a := newTestAgent(t)
+	a.cfg.Metrics.Listen = ""
+	if err := a.serveMetrics(); err != nil {
+		t.Fatalf("disabled listener: %v", err)
+	}
+	if len(a.closers) != 0 {
+		t.Fatal("disabled listener started a server")
+	}
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	a.cfg.Metrics.Listen = busy.Addr().String()
+	if err := a.serveMetrics(); err == nil || !strings.Contains(err.Error(), "metrics listener") {
+		t.Fatalf("busy port: %v", err)
+	}
+
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := free.Addr().String()
+	free.Close()
+	a.cfg.Metrics.Listen = addr
+	if err := a.serveMetrics(); err != nil {
+		t.Fatal(err)
+	}
+	serveTestMetrics(t, a) // second registration of the same collectors
+	if code, _ := get(t, "http://"+addr+"/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz on %s: %d", addr, code)
+	}
+}
