@@ -158,15 +158,17 @@ func (v VIP) Validate() error {
 // Validate checks the whole desired state and returns every problem, each an
 // *ObjectError naming the bad object. Reconcile applies everything else.
 func (d Desired) Validate() error {
-	_, errs := d.sanitize()
+	_, errs, _ := d.sanitize()
 	return errors.Join(errs...)
 }
 
-// sanitize returns the valid subset of d (with defaults filled) and an error
-// per refused object.
-func (d Desired) sanitize() (Desired, []error) {
+// sanitize returns the valid subset of d (with defaults filled), an error
+// per refused object, and per interface the parseable keys of refused peers
+// (an existing peer with such a key is left as it is, not removed).
+func (d Desired) sanitize() (Desired, []error, map[string]map[wgtypes.Key]bool) {
 	var out Desired
 	var errs []error
+	refused := map[string]map[wgtypes.Key]bool{}
 	names := map[string]bool{}
 	for _, in := range d.Interfaces {
 		if err := in.Validate(); err != nil {
@@ -184,12 +186,21 @@ func (d Desired) sanitize() (Desired, []error) {
 		}
 		clean.Addresses = append([]netip.Prefix(nil), in.Addresses...)
 		clean.Peers = nil
-		keys := map[string]bool{}
-		allowed := map[netip.Prefix]string{}
+		keys := make(map[string]bool, len(in.Peers))
+		allowed := make(map[netip.Prefix]string, len(in.Peers))
+		refuse := func(p Peer) {
+			if k, err := wgtypes.ParseKey(p.PublicKey); err == nil {
+				if refused[in.Name] == nil {
+					refused[in.Name] = map[wgtypes.Key]bool{}
+				}
+				refused[in.Name][k] = true
+			}
+		}
 		for _, p := range in.Peers {
 			id := in.Name + "/" + p.PublicKey
 			if err := p.Validate(); err != nil {
 				errs = append(errs, objErr("peer", id, err))
+				refuse(p)
 				continue
 			}
 			if keys[p.PublicKey] {
@@ -205,6 +216,7 @@ func (d Desired) sanitize() (Desired, []error) {
 			}
 			if dup != nil {
 				errs = append(errs, objErr("peer", id, dup))
+				refuse(p)
 				continue
 			}
 			keys[p.PublicKey] = true
@@ -234,5 +246,5 @@ func (d Desired) sanitize() (Desired, []error) {
 		vipNames[v.Name], vipAddrs[v.Addr.Addr()] = true, true
 		out.VIPs = append(out.VIPs, v)
 	}
-	return out, errs
+	return out, errs, refused
 }

@@ -192,6 +192,10 @@ type pass struct {
 	keepR   map[routeKey]bool
 	keepL   map[string]bool
 	failedL map[string]bool
+	// protectL names refused interfaces: what exists on them stays as is.
+	protectL map[string]bool
+	// refusedPeers: existing peers whose desired update was refused stay.
+	refusedPeers map[string]map[wgtypes.Key]bool
 }
 
 func (p *pass) fail(kind, id string, err error) {
@@ -205,16 +209,18 @@ func (m *Manager) Reconcile(ctx context.Context, d Desired) Result {
 	start := time.Now()
 	m.recMu.Lock()
 	defer m.recMu.Unlock()
-	clean, verrs := d.sanitize()
+	clean, verrs, refused := d.sanitize()
 	p := &pass{m: m, ctx: ctx,
 		keepA: map[addrKey]bool{}, keepR: map[routeKey]bool{},
-		keepL: map[string]bool{}, failedL: map[string]bool{}}
+		keepL: map[string]bool{}, failedL: map[string]bool{},
+		protectL: map[string]bool{}, refusedPeers: refused}
 	for _, e := range verrs {
 		var oe *ObjectError
 		if errors.As(e, &oe) {
 			p.res.Errors = append(p.res.Errors, oe)
 			if oe.Kind == "interface" && strings.HasPrefix(oe.ID, InterfacePrefix) {
 				p.keepL[oe.ID] = true // refused: leave what exists alone
+				p.protectL[oe.ID] = true
 			}
 		}
 	}
@@ -348,7 +354,7 @@ func (p *pass) iface(ix *index, l Link, in Interface) {
 			p.res.Changes++
 		}
 	}
-	failedPeers := p.peers(in)
+	failedPeers := p.peers(in, l)
 	// Addresses on the interface.
 	for _, pre := range in.Addresses {
 		p.keepA[addrKey{l.Index, pre}] = true
@@ -484,7 +490,7 @@ func peerEqual(p Peer, actual wgtypes.Peer) bool {
 
 // peers applies the minimal peer diff to one device and returns the keys of
 // desired peers that failed.
-func (p *pass) peers(in Interface) map[string]bool {
+func (p *pass) peers(in Interface, l Link) map[string]bool {
 	m := p.m
 	failed := map[string]bool{}
 	dev, err := m.cfg.WG.Device(in.Name)
@@ -524,6 +530,13 @@ func (p *pass) peers(in Interface) map[string]bool {
 		changeIDs = append(changeIDs, peer.PublicKey)
 	}
 	for _, ap := range dev.Peers {
+		if !want[ap.PublicKey] && p.refusedPeers[in.Name][ap.PublicKey] {
+			// Its update was refused: keep the peer and its routes as they are.
+			for _, n := range ap.AllowedIPs {
+				p.keepR[routeKey{l.Index, ipNetToPrefix(n)}] = true
+			}
+			continue
+		}
 		if !want[ap.PublicKey] {
 			changes = append(changes, wgtypes.PeerConfig{PublicKey: ap.PublicKey, Remove: true})
 			changeIDs = append(changeIDs, "")
@@ -606,8 +619,14 @@ func (p *pass) gcLinks(snap *Snapshot) {
 // gcAddrsRoutes removes marked addresses and fedgate routes not kept.
 func (p *pass) gcAddrsRoutes(ix *index, snap *Snapshot) {
 	m := p.m
+	protect := map[int]bool{}
+	for name := range p.protectL {
+		if l, ok := ix.byName[name]; ok {
+			protect[l.Index] = true
+		}
+	}
 	for _, a := range snap.Addrs {
-		if !a.Marked() || p.keepA[addrKey{a.LinkIndex, a.Prefix}] {
+		if !a.Marked() || protect[a.LinkIndex] || p.keepA[addrKey{a.LinkIndex, a.Prefix}] {
 			continue
 		}
 		if err := m.cfg.Netlink.Addr(false, a); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -617,7 +636,7 @@ func (p *pass) gcAddrsRoutes(ix *index, snap *Snapshot) {
 		p.res.Changes++
 	}
 	for _, r := range snap.Routes {
-		if r.Protocol != RouteProtocol || p.keepR[routeKey{r.LinkIndex, r.Dst}] {
+		if r.Protocol != RouteProtocol || protect[r.LinkIndex] || p.keepR[routeKey{r.LinkIndex, r.Dst}] {
 			continue
 		}
 		if err := m.cfg.Netlink.Route(false, r); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -555,3 +555,44 @@ func TestMountVIPNotBlockedByDeviceStart(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// TestRefusedUpdateKeepsExisting: a refused update of an existing peer or
+// interface leaves what runs untouched instead of tearing it down.
+func TestRefusedUpdateKeepsExisting(t *testing.T) {
+	h := newHost(false)
+	m := newManager(t, h)
+	ctx := context.Background()
+	if r := m.Reconcile(ctx, states[2].desired); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	want := h.Render()
+	// peer1 now carries a bad endpoint: refused, the running peer1 stays.
+	bad := peer1
+	bad.Endpoint = netip.MustParseAddrPort("[::]:0")
+	d := netctl.Desired{Interfaces: []netctl.Interface{func() netctl.Interface {
+		i := ifaceA(bad, peer2)
+		i.MTU = 1380
+		return i
+	}()}, VIPs: states[2].desired.VIPs}
+	r := m.Reconcile(ctx, d)
+	if len(r.Errors) != 1 || r.Errors[0].Kind != "peer" || r.Changes != 0 {
+		t.Fatalf("changes=%d errors=%v", r.Changes, r.Err())
+	}
+	if diff := cmp.Diff(want, h.Render()); diff != "" {
+		t.Errorf("refused peer update changed state (-want +got):\n%s", diff)
+	}
+	// The whole interface is refused (bad port): link, addresses, routes
+	// and peers stay.
+	d = netctl.Desired{Interfaces: []netctl.Interface{func() netctl.Interface {
+		i := ifaceA(peer1)
+		i.ListenPort = -1
+		return i
+	}()}, VIPs: states[2].desired.VIPs}
+	r = m.Reconcile(ctx, d)
+	if len(r.Errors) != 1 || r.Errors[0].Kind != "interface" || r.Changes != 0 {
+		t.Fatalf("changes=%d errors=%v", r.Changes, r.Err())
+	}
+	if diff := cmp.Diff(want, h.Render()); diff != "" {
+		t.Errorf("refused interface changed state (-want +got):\n%s", diff)
+	}
+}
