@@ -43,7 +43,24 @@ func openIdentity(t *testing.T, iss pki.Issuer, mod ...func(*pki.IdentityConfig)
 // and connection states.
 func handshake(t *testing.T, server, client *tls.Config) (serr, cerr error, scs, ccs tls.ConnectionState) {
 	t.Helper()
-	c1, c2 := net.Pipe()
+	// Loopback TCP, not net.Pipe: an unbuffered pipe deadlocks when both
+	// sides write at once (e.g. an alert during a resumed handshake).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c2, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	c1.SetDeadline(deadline)
+	c2.SetDeadline(deadline)
 	s := tls.Server(c1, server)
 	c := tls.Client(c2, client)
 	var wg sync.WaitGroup
