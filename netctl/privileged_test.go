@@ -41,7 +41,7 @@ type node struct {
 }
 
 // startNode builds a Manager on the real seams in ns (a fresh "agent").
-func startNode(t *testing.T, ns *nstest.NS, keyPath, logDir string) *node {
+func startNode(t testing.TB, ns *nstest.NS, keyPath, logDir string) *node {
 	t.Helper()
 	key, err := netctl.LoadOrCreateKey(keyPath)
 	if err != nil {
@@ -83,7 +83,7 @@ func (n *node) stop() {
 
 // cleanupAll removes what netctl created and kills any device left over,
 // even when the test failed half way.
-func cleanupAll(t *testing.T, n *node, ifaces ...string) {
+func cleanupAll(t testing.TB, n *node, ifaces ...string) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -108,7 +108,7 @@ func randName(prefix string) string {
 }
 
 // renderNS prints links, addresses and main-table routes of a namespace.
-func renderNS(t *testing.T, h *netlink.Handle) string {
+func renderNS(t testing.TB, h *netlink.Handle) string {
 	t.Helper()
 	var lines []string
 	links, err := h.LinkList()
@@ -140,7 +140,7 @@ func renderNS(t *testing.T, h *netlink.Handle) string {
 
 // wire creates two namespaces joined by a veth pair addressed 192.168.<n>.1
 // and .2/24.
-func wire(t *testing.T, n int) (a, b *nstest.NS) {
+func wire(t testing.TB, n int) (a, b *nstest.NS) {
 	a, b = nstest.New(t, "a"), nstest.New(t, "b")
 	nstest.Veth(t, a, "wire0", b, "wire1")
 	nstest.AddAddr(t, a, "wire0", netip.MustParsePrefix(fmt.Sprintf("192.168.%d.1/24", n)))
@@ -148,7 +148,7 @@ func wire(t *testing.T, n int) (a, b *nstest.NS) {
 	return a, b
 }
 
-func listen(t *testing.T, ns *nstest.NS, addr string) net.Listener {
+func listen(t testing.TB, ns *nstest.NS, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
 	ns.MustDo(t, func() (err error) { ln, err = net.Listen("tcp", addr); return err })
@@ -203,7 +203,7 @@ type tunnel struct {
 	server           string // B's echo server across the tunnel
 }
 
-func setupTunnel(t *testing.T, subnet int) *tunnel {
+func setupTunnel(t testing.TB, subnet int) *tunnel {
 	t.Helper()
 	a, b := wire(t, subnet)
 	tu := &tunnel{a: a, b: b, ifA: randName("fg-a"), ifB: randName("fg-b")}
