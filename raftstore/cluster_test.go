@@ -414,6 +414,15 @@ func TestBootstrapRefusesExistingStateAndWatch(t *testing.T) {
 	// Restart: bootstrap is still refused, the node is ready again and
 	// LeadershipChanges reports leadership.
 	c.Stop(0)
+	// Closing a leader tells subscribers it is no longer leader, then
+	// closes their channel.
+	var after []bool
+	for v := range leader {
+		after = append(after, v)
+	}
+	if !cmp.Equal(after, []bool{false}) {
+		t.Fatalf("leadership after close: %v, want [false]", after)
+	}
 	s = c.Start(0)
 	if err := s.Bootstrap(); !errors.Is(err, raftstore.ErrExistingState) {
 		t.Fatalf("bootstrap after restart: %v", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
+	"time"
 
 	iradix "github.com/hashicorp/go-immutable-radix"
 
@@ -46,6 +47,8 @@ type State struct {
 	applied      *iradix.Tree
 	appliedOrder *iradix.Tree
 	appliedSeq   uint64
+	// lastAt is the time of the last applied command.
+	lastAt time.Time
 }
 
 // NewState returns the initial state with dedupWindow remembered command
@@ -138,6 +141,11 @@ func (s *State) apply(index uint64, cmd Command) (*State, Result, error) {
 	if cmd.At.IsZero() {
 		return nil, Result{}, refuse("command has no leader timestamp")
 	}
+	// State time never goes backwards: a new leader whose clock is behind
+	// the last applied command's is clamped to it (deterministically).
+	if cmd.At.Before(s.lastAt) {
+		cmd.At = s.lastAt
+	}
 	if first, ok := s.applied.Get([]byte(cmd.ID)); ok {
 		r := first.(Result)
 		r.Duplicate = true
@@ -163,6 +171,7 @@ func (s *State) apply(index uint64, cmd Command) (*State, Result, error) {
 		next = s.cow()
 	}
 	next.remember(res)
+	next.lastAt = cmd.At
 	return next, res, nil
 }
 
@@ -198,6 +207,10 @@ func decode(payload json.RawMessage, v any) error {
 	}
 	return nil
 }
+
+// LastAppliedAt is the (leader-stamped) time of the last applied command;
+// State time never decreases.
+func (s *State) LastAppliedAt() time.Time { return s.lastAt }
 
 // AppliedIDs reports how many command IDs the idempotency window holds.
 func (s *State) AppliedIDs() int { return s.appliedOrder.Len() }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	iradix "github.com/hashicorp/go-immutable-radix"
 
@@ -42,6 +43,7 @@ type stateDoc struct {
 	Findings    []federation.Finding `json:"findings"`
 	DedupWindow int                  `json:"dedup_window"`
 	AppliedSeq  uint64               `json:"applied_seq"`
+	LastAt      time.Time            `json:"last_at"`
 	Applied     []appliedEntry       `json:"applied"`
 }
 
@@ -64,6 +66,7 @@ func (s *State) MarshalJSON() ([]byte, error) {
 		Findings:    []federation.Finding{},
 		DedupWindow: s.dedupWindow,
 		AppliedSeq:  s.appliedSeq,
+		LastAt:      s.lastAt,
 		Applied:     []appliedEntry{},
 	}
 	for _, k := range sortedKeys(s.revocations) {
@@ -143,7 +146,7 @@ func DecodeState(data []byte, dedupWindow int) (*State, error) {
 		applied.Insert([]byte(a.Result.ID), a.Result)
 		order.Insert(seq[:], a.Result.ID)
 	}
-	s.applied, s.appliedOrder, s.appliedSeq = applied.Commit(), order.Commit(), d.AppliedSeq
+	s.applied, s.appliedOrder, s.appliedSeq, s.lastAt = applied.Commit(), order.Commit(), d.AppliedSeq, d.LastAt
 	for s.appliedOrder.Len() > s.dedupWindow {
 		k, v, _ := s.appliedOrder.Root().Minimum()
 		s.appliedOrder, _, _ = s.appliedOrder.Delete(k)

@@ -627,3 +627,24 @@ func FuzzStateApply(f *testing.F) {
 		}
 	})
 }
+
+func TestStateTimeNeverGoesBackwards(t *testing.T) {
+	s := NewState(0)
+	put := func(id string, at time.Time) *State {
+		c := MustCommand(CmdLockAcquire, LockAcquirePayload{Name: id, Owner: "o", TTL: time.Minute})
+		c.ID, c.At = id, at
+		next, _, err := s.Apply(1, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return next
+	}
+	s = put("a", t0.Add(time.Hour))
+	s = put("b", t0) // a new leader with a slow clock
+	if l, _ := s.Lock("b"); !l.AcquiredAt.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("lock b acquired at %s, want the clamped %s", l.AcquiredAt, t0.Add(time.Hour))
+	}
+	if !s.LastAppliedAt().Equal(t0.Add(time.Hour)) {
+		t.Fatal(s.LastAppliedAt())
+	}
+}

@@ -151,7 +151,9 @@ func (s *Store) Watch() (<-chan Event, func()) { return s.watch.watch() }
 
 // LeadershipChanges returns a new subscription to this node's leadership:
 // the current value first, then every change in order (none dropped, even
-// for a slow reader). The channel closes on Close.
+// for a slow reader). On Close a leader's subscribers receive a final false
+// before the channel closes (Close waits up to 2 s for a reader that has
+// more than a few values pending).
 func (s *Store) LeadershipChanges() <-chan bool { return s.leaders.subscribe() }
 
 // IsLeader reports whether this node believes it is the leader (without
@@ -182,7 +184,14 @@ func (s *Store) leadershipLoop() {
 			}
 			s.leaders.set(v)
 		case <-s.stop:
-			return
+			for {
+				select {
+				case v := <-s.notifyCh:
+					s.leaders.set(v)
+				default:
+					return
+				}
+			}
 		}
 	}
 }
@@ -355,13 +364,16 @@ func mapRaftErr(err error) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
-		close(s.stop)
 		if s.raft != nil {
 			if err := s.raft.Shutdown().Error(); err != nil {
 				s.closeErr = fmt.Errorf("raft shutdown: %w", err)
 			}
 		}
+		// Stop the loops only after raft: its last leadership change
+		// (false, on a leader) is still delivered to subscribers.
+		close(s.stop)
 		s.wg.Wait()
+		s.leaders.set(false)
 		s.shutdownParts()
 		s.log.Info("raft store closed")
 	})

@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"sync"
+	"time"
 )
 
 // Event types besides command types.
@@ -169,9 +170,14 @@ type leaderSub struct {
 
 func newLeaderFanout() *leaderFanout { return &leaderFanout{subs: map[*leaderSub]struct{}{}} }
 
+// set records v and queues it for every subscriber; repeating the current
+// value is a no-op.
 func (f *leaderFanout) set(v bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if v == f.cur {
+		return
+	}
 	f.cur = v
 	for s := range f.subs {
 		s.mu.Lock()
@@ -185,7 +191,7 @@ func (f *leaderFanout) set(v bool) {
 }
 
 func (f *leaderFanout) subscribe() <-chan bool {
-	s := &leaderSub{ch: make(chan bool), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s := &leaderSub{ch: make(chan bool, 4), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -207,6 +213,7 @@ func (f *leaderFanout) subscribe() <-chan bool {
 				case <-s.wake:
 					continue
 				case <-s.done:
+					s.flush()
 					return
 				}
 			}
@@ -218,11 +225,34 @@ func (f *leaderFanout) subscribe() <-chan bool {
 				s.queue = s.queue[1:]
 				s.mu.Unlock()
 			case <-s.done:
+				s.flush()
 				return
 			}
 		}
 	}()
 	return s.ch
+}
+
+// leaderFlushTimeout bounds how long Close waits for a subscriber to take
+// its last values (the final false of a closing leader matters to VIP
+// holders).
+const leaderFlushTimeout = 2 * time.Second
+
+// flush delivers what is still queued, giving up after leaderFlushTimeout.
+func (s *leaderSub) flush() {
+	t := time.NewTimer(leaderFlushTimeout)
+	defer t.Stop()
+	s.mu.Lock()
+	q := s.queue
+	s.queue = nil
+	s.mu.Unlock()
+	for _, v := range q {
+		select {
+		case s.ch <- v:
+		case <-t.C:
+			return
+		}
+	}
 }
 
 func (f *leaderFanout) close() {
