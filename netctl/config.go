@@ -45,6 +45,8 @@ type Config struct {
 	// change (default 30s).
 	RetryMin, RetryMax time.Duration
 	Resync             time.Duration
+	// DeviceTimeout bounds each wgctrl call (default 5s).
+	DeviceTimeout time.Duration
 	// Registerer receives the metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
@@ -76,6 +78,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Resync == 0 {
 		c.Resync = 30 * time.Second
+	}
+	if c.DeviceTimeout == 0 {
+		c.DeviceTimeout = 5 * time.Second
 	}
 }
 

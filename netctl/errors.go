@@ -22,6 +22,9 @@ var (
 	ErrKeyFileMode = errors.New("private key file mode too open: want 0600")
 	// ErrKernelUnsupported means the kernel has no wireguard link type.
 	ErrKernelUnsupported = errors.New("kernel wireguard not supported")
+	// ErrDeviceTimeout marks a WireGuard device that did not answer within
+	// Config.DeviceTimeout (e.g. a stopped userspace device process).
+	ErrDeviceTimeout = errors.New("wireguard device did not answer in time")
 	// ErrDeviceStart means the userspace device process did not come up.
 	ErrDeviceStart = errors.New("userspace wireguard device did not start")
 )

@@ -196,6 +196,9 @@ type pass struct {
 	protectL map[string]bool
 	// refusedPeers: existing peers whose desired update was refused stay.
 	refusedPeers map[string]map[wgtypes.Key]bool
+	// keepRoutesOn: links whose device could not be read; their routes
+	// stay (removing them could send overlay traffic out in clear).
+	keepRoutesOn map[int]bool
 }
 
 func (p *pass) fail(kind, id string, err error) {
@@ -365,6 +368,12 @@ func (p *pass) iface(ix *index, l Link, in Interface) {
 	// Routes for allowed IPs.
 	for _, peer := range in.Peers {
 		if failedPeers[peer.PublicKey] {
+			// Not configured: add no route, but keep one that exists.
+			for _, a := range peer.AllowedIPs {
+				if _, ok := ix.routes[routeKey{l.Index, a}]; ok {
+					p.keepR[routeKey{l.Index, a}] = true
+				}
+			}
 			continue
 		}
 		for _, a := range peer.AllowedIPs {
@@ -493,8 +502,12 @@ func peerEqual(p Peer, actual wgtypes.Peer) bool {
 func (p *pass) peers(in Interface, l Link) map[string]bool {
 	m := p.m
 	failed := map[string]bool{}
-	dev, err := m.cfg.WG.Device(in.Name)
+	dev, err := m.wgDevice(in.Name)
 	if err != nil {
+		if p.keepRoutesOn == nil {
+			p.keepRoutesOn = map[int]bool{}
+		}
+		p.keepRoutesOn[l.Index] = true
 		p.fail("interface", in.Name, fmt.Errorf("read wireguard device: %w", err))
 		for _, peer := range in.Peers {
 			failed[peer.PublicKey] = true
@@ -547,7 +560,7 @@ func (p *pass) peers(in Interface, l Link) map[string]bool {
 	}
 	cfg := base
 	cfg.Peers = changes
-	if err := m.cfg.WG.ConfigureDevice(in.Name, cfg); err == nil {
+	if err := m.wgConfigure(in.Name, cfg); err == nil {
 		p.res.Changes += len(changes)
 		if baseChanged {
 			p.res.Changes++
@@ -556,14 +569,14 @@ func (p *pass) peers(in Interface, l Link) map[string]bool {
 	}
 	// The batch failed: isolate the failing objects one by one.
 	if baseChanged {
-		if err := m.cfg.WG.ConfigureDevice(in.Name, base); err != nil {
+		if err := m.wgConfigure(in.Name, base); err != nil {
 			p.fail("interface", in.Name, fmt.Errorf("configure device: %w", err))
 		} else {
 			p.res.Changes++
 		}
 	}
 	for i, pc := range changes {
-		err := m.cfg.WG.ConfigureDevice(in.Name, wgtypes.Config{Peers: []wgtypes.PeerConfig{pc}})
+		err := m.wgConfigure(in.Name, wgtypes.Config{Peers: []wgtypes.PeerConfig{pc}})
 		if err != nil {
 			id := changeIDs[i]
 			if id == "" {
@@ -636,7 +649,7 @@ func (p *pass) gcAddrsRoutes(ix *index, snap *Snapshot) {
 		p.res.Changes++
 	}
 	for _, r := range snap.Routes {
-		if r.Protocol != RouteProtocol || protect[r.LinkIndex] || p.keepR[routeKey{r.LinkIndex, r.Dst}] {
+		if r.Protocol != RouteProtocol || protect[r.LinkIndex] || p.keepRoutesOn[r.LinkIndex] || p.keepR[routeKey{r.LinkIndex, r.Dst}] {
 			continue
 		}
 		if err := m.cfg.Netlink.Route(false, r); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -684,4 +697,33 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 	p.gcAddrsRoutes(newIndex(snap), snap)
 	removeStaleSockets()
 	return p.res.Err()
+}
+
+// wgDevice and wgConfigure bound a wgctrl call: a userspace device whose
+// process is stopped never answers its UAPI socket, and wgctrl sets no
+// deadline. The abandoned call finishes (or not) in its own goroutine.
+func (m *Manager) wgDevice(name string) (*wgtypes.Device, error) {
+	type res struct {
+		d   *wgtypes.Device
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() { d, err := m.cfg.WG.Device(name); ch <- res{d, err} }()
+	select {
+	case r := <-ch:
+		return r.d, r.err
+	case <-time.After(m.cfg.DeviceTimeout):
+		return nil, fmt.Errorf("read %s: %w (%s)", name, ErrDeviceTimeout, m.cfg.DeviceTimeout)
+	}
+}
+
+func (m *Manager) wgConfigure(name string, cfg wgtypes.Config) error {
+	ch := make(chan error, 1)
+	go func() { ch <- m.cfg.WG.ConfigureDevice(name, cfg) }()
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(m.cfg.DeviceTimeout):
+		return fmt.Errorf("configure %s: %w (%s)", name, ErrDeviceTimeout, m.cfg.DeviceTimeout)
+	}
 }

@@ -322,6 +322,18 @@ func TestReconcileFailureIsolated(t *testing.T) {
 	if diff := cmp.Diff(states[2].want, h.Render()); diff != "" {
 		t.Errorf("after retry (-want +got):\n%s", diff)
 	}
+	// A failed update of a running peer keeps its routes.
+	h.Fail("wg-config", pub(1), boom)
+	d2 := states[2].desired
+	d2.Interfaces = []netctl.Interface{d2.Interfaces[0]}
+	d2.Interfaces[0].Peers = []netctl.Peer{peer1, peer2}
+	d2.Interfaces[0].Peers[0].PersistentKeepalive = 10 * time.Second
+	if r := m.Reconcile(ctx, d2); len(r.Errors) != 1 {
+		t.Fatalf("errors: %v", r.Err())
+	}
+	if diff := cmp.Diff(states[2].want, h.Render()); diff != "" {
+		t.Errorf("failed peer update changed state (-want +got):\n%s", diff)
+	}
 }
 
 func TestReconcileForeignObjectsUntouched(t *testing.T) {
@@ -594,5 +606,43 @@ func TestRefusedUpdateKeepsExisting(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, h.Render()); diff != "" {
 		t.Errorf("refused interface changed state (-want +got):\n%s", diff)
+	}
+}
+
+// TestHungDevice: a device that never answers (stopped process) is reported
+// after DeviceTimeout and blocks neither Status, the VIP path nor the other
+// objects of the pass.
+func TestHungDevice(t *testing.T) {
+	h := newHost(false)
+	m, err := netctl.New(netctl.Config{WG: h.WG(), Netlink: h.Netlink(), Launcher: h.Launcher(),
+		Announcer: h.Announcer(), PrivateKey: nodeKey, Logger: testLogger(t), DeviceTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := context.Background()
+	if r := m.Reconcile(ctx, states[1].desired); r.Err() != nil {
+		t.Fatal(r.Err())
+	}
+	release := h.HangDevice("fg-a")
+	defer release()
+	st, err := m.Status(ctx)
+	if err != nil || len(st.Interfaces) != 1 || !strings.Contains(st.Interfaces[0].Error, "did not answer") {
+		t.Fatalf("status with a hung device: %+v %v", st, err)
+	}
+	d := states[1].desired
+	d.VIPs = []netctl.VIP{vip1}
+	r := m.Reconcile(ctx, d)
+	if len(r.Errors) != 1 || !errors.Is(r.Errors[0], netctl.ErrDeviceTimeout) {
+		t.Fatalf("reconcile with a hung device: %v", r.Err())
+	}
+	if !strings.Contains(h.Render(), "192.0.2.100/32 fedgate") {
+		t.Error("VIP not mounted while a device hangs")
+	}
+	if !strings.Contains(h.Render(), "route 10.91.0.0/16 proto=0xfe") {
+		t.Errorf("routes of a hung device removed:\n%s", h.Render())
+	}
+	if err := m.MountVIP(ctx, vip6); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -81,12 +81,34 @@ type VIPStatus struct {
 // Status reads the kernel and WireGuard now. It reports every fg- WireGuard
 // link (desired or not) and every VIP netctl is asked to hold.
 func (m *Manager) Status(ctx context.Context) (Status, error) {
+	// Copy the in-memory state under mu, then read the kernel and the
+	// devices without it: a hung device must never block MountVIP.
+	type annCopy struct {
+		last time.Time
+		err  error
+	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	var st Status
+	var vipErrs = map[string]string{}
 	for _, e := range m.last.Errors {
 		st.Errors = append(st.Errors, e.Error())
+		if e.Kind == "vip" {
+			vipErrs[e.ID] = e.Err.Error()
+		}
 	}
+	desired := append([]VIP(nil), m.desired.VIPs...)
+	var ha []VIP
+	for _, v := range m.haVIPs {
+		if !slices.ContainsFunc(desired, func(x VIP) bool { return x.Addr == v.Addr }) {
+			ha = append(ha, v)
+		}
+	}
+	ann := make(map[netip.Addr]annCopy, len(m.ann))
+	for a, s := range m.ann {
+		ann[a] = annCopy{s.last, s.lastErr}
+	}
+	m.mu.Unlock()
+
 	snap, err := m.dump()
 	if err != nil {
 		return st, err
@@ -108,7 +130,7 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 			}
 		}
 		sort.Strings(is.Addresses)
-		dev, err := m.cfg.WG.Device(l.Name)
+		dev, err := m.wgDevice(l.Name)
 		if err != nil {
 			is.Error = err.Error()
 			st.Interfaces = append(st.Interfaces, is)
@@ -134,26 +156,22 @@ func (m *Manager) Status(ctx context.Context) (Status, error) {
 				return a.Marked() && a.LinkIndex == l.Index
 			})
 		}
-		if a, ok := m.ann[v.Addr.Addr()]; ok {
+		if a, ok := ann[v.Addr.Addr()]; ok {
 			vs.LastAnnounce = a.last
-			if a.lastErr != nil {
-				vs.Error = a.lastErr.Error()
+			if a.err != nil {
+				vs.Error = a.err.Error()
 			}
 		}
-		for _, e := range m.last.Errors {
-			if e.Kind == "vip" && e.ID == v.Name {
-				vs.Error = e.Err.Error()
-			}
+		if e, ok := vipErrs[v.Name]; ok {
+			vs.Error = e
 		}
 		st.VIPs = append(st.VIPs, vs)
 	}
-	for _, v := range m.desired.VIPs {
+	for _, v := range desired {
 		add(v, "desired")
 	}
-	for _, v := range m.haVIPs {
-		if !slices.ContainsFunc(m.desired.VIPs, func(x VIP) bool { return x.Addr == v.Addr }) {
-			add(v, "ha")
-		}
+	for _, v := range ha {
+		add(v, "ha")
 	}
 	sort.Slice(st.VIPs, func(i, j int) bool { return st.VIPs[i].Name < st.VIPs[j].Name })
 	return st, nil

@@ -41,6 +41,37 @@ type Host struct {
 	announc []Announcement
 	gate    chan struct{}
 	started chan string
+	hang    map[string]chan struct{}
+}
+
+// HangDevice makes WG().Device and ConfigureDevice on name block until
+// release is called, like a stopped userspace device process.
+func (h *Host) HangDevice(name string) (release func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.hang == nil {
+		h.hang = map[string]chan struct{}{}
+	}
+	ch := make(chan struct{})
+	h.hang[name] = ch
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.mu.Lock()
+			delete(h.hang, name)
+			h.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+func (h *Host) waitHang(name string) {
+	h.mu.Lock()
+	ch := h.hang[name]
+	h.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
 }
 
 type fault struct {
@@ -423,6 +454,7 @@ type fakeWG Host
 
 func (f *fakeWG) Device(name string) (*wgtypes.Device, error) {
 	h := (*Host)(f)
+	h.waitHang(name)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	d := h.devs[name]
@@ -447,6 +479,7 @@ func (f *fakeWG) Device(name string) (*wgtypes.Device, error) {
 
 func (f *fakeWG) ConfigureDevice(name string, cfg wgtypes.Config) error {
 	h := (*Host)(f)
+	h.waitHang(name)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	d := h.devs[name]
