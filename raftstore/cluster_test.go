@@ -50,25 +50,35 @@ func (randReader) Read(p []byte) (int, error) {
 	return copy(p, b[:]), nil
 }
 
-// requireSameState checks that every running node has the same state JSON.
+// requireSameState checks that every running node has the same state JSON
+// (retrying briefly: a leader may still be writing member records).
 func requireSameState(t *testing.T, c *raftstoretest.Cluster) string {
 	t.Helper()
-	var want string
-	for i, nd := range c.Nodes {
-		if nd.Store == nil {
-			continue
+	var diff string
+	for attempt := 0; attempt < 20; attempt++ {
+		var want string
+		diff = ""
+		for i, nd := range c.Nodes {
+			if nd.Store == nil {
+				continue
+			}
+			got, err := c.StateJSON(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want == "" {
+				want = got
+			} else if got != want && diff == "" {
+				diff = fmt.Sprintf("node %d state differs:\n%s", i, cmp.Diff(want, got))
+			}
 		}
-		got, err := c.StateJSON(i)
-		if err != nil {
-			t.Fatal(err)
+		if diff == "" {
+			return want
 		}
-		if want == "" {
-			want = got
-		} else if got != want {
-			t.Fatalf("node %d state differs:\n%s", i, cmp.Diff(want, got))
-		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return want
+	t.Fatal(diff)
+	return ""
 }
 
 func TestClusterReplicationFailoverCatchUp(t *testing.T) {
@@ -529,4 +539,38 @@ func treeDigest(t *testing.T, dir string) string {
 		return nil
 	})
 	return sb.String()
+}
+
+func TestMemberRecordsFollowConfiguration(t *testing.T) {
+	c := raftstoretest.NewCluster(t, 3, raftstoretest.Options{})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ms := c.Nodes[0].Store.State().Members()
+		if len(ms) == 3 {
+			for _, m := range ms {
+				found := false
+				for _, nd := range c.Nodes {
+					found = found || (nd.ID == m.NodeID && nd.Store.Addr() == m.RaftAddr)
+				}
+				if !found || m.JoinedAt.IsZero() {
+					t.Fatalf("member record %+v does not match a node", m)
+				}
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("member records %+v", ms)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// With records in place, a VIP may name any node; a stranger is refused.
+	ctx := ctxT(t, 10*time.Second)
+	vip := raftstore.VIPPutPayload{Name: "site", CIDR: "10.9.0.1/32", Interface: "eth0", HolderNodeIDs: []string{c.Nodes[0].ID, c.Nodes[1].ID}}
+	if _, err := c.Nodes[2].Store.Apply(ctx, raftstore.MustCommand(raftstore.CmdVIPPut, vip)); err != nil {
+		t.Fatal(err)
+	}
+	vip.HolderNodeIDs = []string{raftstoretest.NewNodeID(t)}
+	if _, err := c.Nodes[2].Store.Apply(ctx, raftstore.MustCommand(raftstore.CmdVIPPut, vip)); !errors.Is(err, raftstore.ErrRefused) {
+		t.Fatalf("vip on a stranger: %v", err)
+	}
 }

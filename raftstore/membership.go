@@ -267,13 +267,27 @@ func (s *Store) promoteWhenCaughtUp(ctx context.Context, id raft.ServerID, addr 
 		return mapRaftErr(err)
 	}
 	s.log.Info("join: promoted to voter", "joining", string(id), "addr", string(addr), "caught_up_to", target)
+	if servers, _, err := s.configuration(); err == nil {
+		voters := 0
+		for _, srv := range servers {
+			if srv.Suffrage == raft.Voter {
+				voters++
+			}
+		}
+		if voters == 2 {
+			s.log.Warn("cluster has two voters: losing either stops writes (no fault tolerance); add a third")
+		}
+	}
 	return nil
 }
 
-// promoteLoop lets a leader finish promotions interrupted by a leader
-// change or a Join whose context ended: every non-voter that has caught up
-// becomes a voter (fedgate has no permanent non-voters).
-func (s *Store) promoteLoop() {
+// leaderLoop keeps, while this node leads, the raft configuration and the
+// member records in step: every caught-up non-voter is promoted (an
+// interrupted Join finishes; fedgate has no permanent non-voters) and every
+// server has a member record with its current raft address (so VIP holder
+// checks see the bootstrap node too). It runs at each leadership gain and
+// every two seconds.
+func (s *Store) leaderLoop() {
 	defer s.wg.Done()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
@@ -282,6 +296,7 @@ func (s *Store) promoteLoop() {
 		case <-s.stop:
 			return
 		case <-tick.C:
+		case <-s.kick:
 		}
 		if !s.IsLeader() {
 			continue
@@ -291,12 +306,16 @@ func (s *Store) promoteLoop() {
 			continue
 		}
 		for _, srv := range servers {
-			if srv.Suffrage != raft.Nonvoter {
-				continue
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			if err := s.promoteWhenCaughtUp(ctx, srv.ID, srv.Address); err == nil {
-				_ = s.recordMember(ctx, string(srv.ID), string(srv.Address))
+			if srv.Suffrage == raft.Nonvoter {
+				err = s.promoteWhenCaughtUp(ctx, srv.ID, srv.Address)
+			} else {
+				err = nil
+			}
+			if err == nil {
+				if err := s.recordMember(ctx, string(srv.ID), string(srv.Address)); err != nil {
+					s.log.Warn("member record", "member", string(srv.ID), "error", err)
+				}
 			}
 			cancel()
 		}

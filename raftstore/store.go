@@ -34,6 +34,7 @@ type Store struct {
 	metrics *metrics
 
 	notifyCh  chan bool
+	kick      chan struct{}
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closed    atomic.Bool
@@ -56,7 +57,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	s := &Store{cfg: cfg, log: log, notifyCh: make(chan bool, 16), stop: make(chan struct{}),
+	s := &Store{cfg: cfg, log: log, notifyCh: make(chan bool, 16), kick: make(chan struct{}, 1), stop: make(chan struct{}),
 		watch: nil, leaders: newLeaderFanout()}
 	var err error
 	s.metrics, err = newMetrics(cfg.Registerer, s.Status)
@@ -110,7 +111,7 @@ func Open(cfg Config) (*Store, error) {
 	s.mux.start(s.serveRPC)
 	s.wg.Add(2)
 	go s.leadershipLoop()
-	go s.promoteLoop()
+	go s.leaderLoop()
 	log.Info("raft store open", "addr", s.Addr(), "data_dir", cfg.DataDir)
 	return s, nil
 }
@@ -179,6 +180,10 @@ func (s *Store) leadershipLoop() {
 			s.log.Info("leadership changed", "leader", v)
 			if v {
 				s.metrics.leader.Set(1)
+				select {
+				case s.kick <- struct{}{}:
+				default:
+				}
 			} else {
 				s.metrics.leader.Set(0)
 			}
