@@ -380,6 +380,9 @@ func (ca *CA) startAuthority() error {
 	return nil
 }
 
+// Dir returns the directory holding the CA's files.
+func (ca *CA) Dir() string { return ca.cfg.Dir }
+
 // Roots returns a pool holding the site root.
 func (ca *CA) Roots() *x509.CertPool { return ca.roots.Clone() }
 
