@@ -12,6 +12,7 @@
 //		nstest.Veth(t, a, "wire0", b, "wire1")
 //		a.MustDo(t, func() error { ... runs with the OS thread locked inside a ... })
 //		h := a.Handle(t)                  // *netlink.Handle bound to a
+//		a.Start(t, exec.Command(bin, "--config", cfg), 5*time.Second) // process in a, killed on cleanup
 //	}
 //
 // Sockets opened inside Do stay in that namespace after Do returns, so a

@@ -1,14 +1,18 @@
 package nstest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"os/exec"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -128,8 +132,10 @@ func (n *NS) Close() error {
 	return nil
 }
 
-// Do runs fn on a fresh OS thread locked into the namespace and returns its
-// error. The calling goroutine's thread is never switched.
+// Do runs fn in a new goroutine whose OS thread is locked into the
+// namespace, and returns fn's error. The calling goroutine's thread is never
+// switched. Goroutines started by fn do NOT run in the namespace; sockets
+// fn opens, and processes it starts, do.
 func (n *NS) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
@@ -236,4 +242,36 @@ func AddAddr(t testing.TB, n *NS, dev string, prefix netip.Prefix) {
 	if err := h.AddrAdd(l, a); err != nil {
 		t.Fatalf("nstest: add %s to %s: %v", prefix, dev, err)
 	}
+}
+
+// Start starts cmd inside the namespace in its own process group and, on
+// cleanup, kills the whole group (SIGTERM, then SIGKILL after grace) and
+// reaps it. It returns a channel closed when the process has exited; Wait
+// must not be called on cmd by the test (Start does it).
+func (n *NS) Start(t testing.TB, cmd *exec.Cmd, grace time.Duration) <-chan struct{} {
+	t.Helper()
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Setpgid = true
+	if err := n.Do(cmd.Start); err != nil {
+		t.Fatalf("nstest: start %s in %s: %v", cmd.Path, n.Name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		pgid := cmd.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-done
+		}
+		// Children that outlived the leader.
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	})
+	return done
 }

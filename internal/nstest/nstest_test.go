@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -36,6 +37,17 @@ func TestPrivilegedNamespaces(t *testing.T) {
 			}
 			return err
 		})
+		// A process started in b sees b's links.
+		if err := b.Do(exec.Command("grep", "-q", "v1:", "/proc/net/dev").Run); err != nil {
+			t.Errorf("process started in b does not see v1: %v", err)
+		}
+		// Start: killed on cleanup.
+		done := b.Start(t, exec.Command("sleep", "60"), time.Second)
+		select {
+		case <-done:
+			t.Fatal("sleep exited early")
+		default:
+		}
 		// The caller's own namespace does not see the veth.
 		if _, err := net.InterfaceByName("v0"); err == nil {
 			t.Error("veth leaked into the host namespace")
