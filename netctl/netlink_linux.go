@@ -1,6 +1,7 @@
 package netctl
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,6 +21,7 @@ const ifaProto = 11
 // RealNetlink implements Netlink on rtnetlink, bound to one network
 // namespace for its whole life.
 type RealNetlink struct {
+	ns string
 	h  *netlink.Handle
 	mu sync.Mutex
 	rt map[int]*nl.SocketHandle // raw route socket for IFA_PROTO address calls
@@ -45,7 +47,7 @@ func NewNetlink(nsPath string) (*RealNetlink, error) {
 		h.Close()
 		return nil, fmt.Errorf("netlink socket: %w", mapErr(err))
 	}
-	return &RealNetlink{h: h, rt: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}}, nil
+	return &RealNetlink{ns: nsPath, h: h, rt: map[int]*nl.SocketHandle{unix.NETLINK_ROUTE: {Socket: s}}}, nil
 }
 
 // Close releases the sockets.
@@ -285,4 +287,60 @@ func (r *RealNetlink) Route(add bool, rt Route) error {
 		return fmt.Errorf("%s route %s: %w", verb, rt.Dst, mapErr(err))
 	}
 	return nil
+}
+
+// Watch subscribes to link and address changes (RTNLGRP_LINK, IPV4/IPV6
+// address groups) in the handle's namespace.
+func (r *RealNetlink) Watch(ctx context.Context) (<-chan struct{}, error) {
+	var nsp *netns.NsHandle
+	if r.ns != "" {
+		ns, err := netns.GetFromPath(r.ns)
+		if err != nil {
+			return nil, fmt.Errorf("watch: open netns %s: %w", r.ns, err)
+		}
+		defer ns.Close() // the subscriptions hold their own sockets
+		nsp = &ns
+	}
+	done := make(chan struct{})
+	lch := make(chan netlink.LinkUpdate, 64)
+	ach := make(chan netlink.AddrUpdate, 64)
+	if err := netlink.LinkSubscribeWithOptions(lch, done, netlink.LinkSubscribeOptions{Namespace: nsp}); err != nil {
+		close(done)
+		return nil, fmt.Errorf("watch links: %w", mapErr(err))
+	}
+	if err := netlink.AddrSubscribeWithOptions(ach, done, netlink.AddrSubscribeOptions{Namespace: nsp}); err != nil {
+		close(done)
+		return nil, fmt.Errorf("watch addresses: %w", mapErr(err))
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		<-ctx.Done()
+		close(done)
+	}()
+	go func() {
+		defer close(out)
+		signal := func() {
+			select {
+			case out <- struct{}{}:
+			default:
+			}
+		}
+		for lch != nil || ach != nil {
+			select {
+			case _, ok := <-lch:
+				if !ok {
+					lch = nil
+					continue
+				}
+				signal()
+			case _, ok := <-ach:
+				if !ok {
+					ach = nil
+					continue
+				}
+				signal()
+			}
+		}
+	}()
+	return out, nil
 }

@@ -748,3 +748,81 @@ func TestPrivilegedReconcileRealKernel(t *testing.T) {
 		t.Errorf("after Cleanup (-before +after):\n%s", diff)
 	}
 }
+
+// TestPrivilegedRunRepairsVIP: Run reacts to kernel change events: a VIP
+// address deleted from the outside is re-mounted (and re-announced) without
+// waiting for the resync.
+func TestPrivilegedRunRepairsVIP(t *testing.T) {
+	a, b := wire(t, 83)
+	h := a.Handle(t)
+	dir := t.TempDir()
+	key, err := netctl.LoadOrCreateKey(filepath.Join(dir, "k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nl, err := netctl.NewNetlink(a.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	wg, err := netctl.NewWGClient(a.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := netctl.New(netctl.Config{WG: wg, Netlink: nl, Backend: netctl.BackendKernel, PrivateKey: key,
+		Announcer: netctl.NewAnnouncer(a.Path()), Logger: testLogger(t), Resync: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	arps := captureARP(t, b, "wire1")
+	vip := netctl.VIP{Name: "site", Addr: netip.MustParsePrefix("192.168.83.100/32"), Interface: "wire0"}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ch := make(chan netctl.Desired, 1)
+	ch <- netctl.Desired{VIPs: []netctl.VIP{vip}}
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, ch) }()
+	defer func() {
+		cancel()
+		<-done
+		_ = m.Cleanup(context.Background())
+	}()
+	mounted := func() bool {
+		addrs, _ := h.AddrList(nil, netlink.FAMILY_V4)
+		for _, x := range addrs {
+			if x.IP.Equal(vip.Addr.Addr().AsSlice()) {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !mounted() {
+		if time.Now().After(deadline) {
+			t.Fatal("VIP never mounted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	l, _ := h.LinkByName("wire0")
+	a4, _ := netlink.ParseAddr("192.168.83.100/32")
+	for len(arps) > 0 {
+		<-arps
+	}
+	start := time.Now()
+	if err := h.AddrDel(l, a4); err != nil {
+		t.Fatal(err)
+	}
+	for !mounted() {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("VIP not re-mounted after an outside delete")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("VIP re-mounted %v after an outside delete", time.Since(start))
+	select {
+	case <-arps:
+	case <-time.After(5 * time.Second):
+		t.Error("re-mounted VIP not re-announced")
+	}
+}

@@ -5,12 +5,32 @@ import (
 	"time"
 )
 
+// eventDelay coalesces bursts of netlink change events into one pass.
+const eventDelay = 100 * time.Millisecond
+
 // Run reconciles every Desired received on updates until ctx ends. After a
 // pass with failed objects it retries with exponential backoff (RetryMin up
 // to RetryMax); a new Desired resets the backoff; without change it re-reads
-// the kernel every Resync to repair drift. A closed channel keeps the last
-// state. Run returns ctx.Err().
+// the kernel every Resync to repair drift. When the Netlink is a Watcher, an
+// outside change to links or addresses triggers a pass within ~100ms. A
+// closed channel keeps the last state. Run returns ctx.Err().
 func (m *Manager) Run(ctx context.Context, updates <-chan Desired) error {
+	var events <-chan struct{}
+	if w, ok := m.cfg.Netlink.(Watcher); ok {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ev, err := w.Watch(wctx)
+		if err != nil {
+			m.log.Warn("netctl: no netlink change events, relying on resync", "err", err)
+		} else {
+			events = ev
+			defer func() {
+				cancel()
+				for range ev { // let the subscription goroutines finish
+				}
+			}()
+		}
+	}
 	var (
 		cur     Desired
 		have    bool
@@ -39,6 +59,15 @@ func (m *Manager) Run(ctx context.Context, updates <-chan Desired) error {
 			}
 			cur, have = d, true
 			backoff = m.cfg.RetryMin
+		case _, ok := <-events:
+			if !ok {
+				m.log.Warn("netctl: netlink change events stopped, relying on resync")
+				events = nil
+			} else if have {
+				// Coalesce a burst (our own changes echo back too).
+				reset(eventDelay)
+			}
+			continue
 		case <-timer.C:
 			if !have {
 				continue

@@ -84,6 +84,15 @@ type Netlink interface {
 	Route(add bool, r Route) error
 }
 
+// Watcher is optionally implemented by a Netlink: the returned channel
+// receives a (coalesced) signal whenever links or addresses change, and is
+// closed when watching stops (ctx done or the subscription failed). Run uses
+// it to repair outside changes (a VIP address deleted, an interface gone
+// and back) at once instead of at the next resync.
+type Watcher interface {
+	Watch(ctx context.Context) (<-chan struct{}, error)
+}
+
 // WGClient is netctl's seam over wgctrl; *wgctrl.Client satisfies it.
 type WGClient interface {
 	// Device returns the device's current state; an error matching

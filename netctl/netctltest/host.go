@@ -42,6 +42,69 @@ type Host struct {
 	gate    chan struct{}
 	started chan string
 	hang    map[string]chan struct{}
+	watch   []chan struct{}
+}
+
+// notify signals watchers (called with h.mu held, like a kernel
+// notification after any change).
+func (h *Host) notify() {
+	for _, w := range h.watch {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// RemoveAddr deletes an address from the outside (an operator or another
+// program), marked or not.
+func (h *Host) RemoveAddr(link string, p netip.Prefix) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l := h.links[link]
+	if l == nil {
+		return
+	}
+	for i, a := range h.addrs {
+		if a.LinkIndex == l.Index && a.Prefix == p {
+			h.addrs = append(h.addrs[:i], h.addrs[i+1:]...)
+			h.notify()
+			return
+		}
+	}
+}
+
+// Watch implements netctl.Watcher on the fake netlink view.
+func (f *fakeNetlink) Watch(ctx context.Context) (<-chan struct{}, error) {
+	h := (*Host)(f)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	in := make(chan struct{}, 1)
+	h.watch = append(h.watch, in)
+	out := make(chan struct{}, 1)
+	go func() {
+		defer close(out)
+		for {
+			select {
+			case <-ctx.Done():
+				h.mu.Lock()
+				for i, w := range h.watch {
+					if w == in {
+						h.watch = append(h.watch[:i], h.watch[i+1:]...)
+						break
+					}
+				}
+				h.mu.Unlock()
+				return
+			case <-in:
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out, nil
 }
 
 // HangDevice makes WG().Device and ConfigureDevice on name block until
@@ -102,6 +165,7 @@ func (h *Host) AddLink(name, kind string, hw net.HardwareAddr) int {
 }
 
 func (h *Host) addLinkLocked(name, kind string, mtu int, hw net.HardwareAddr) *netctl.Link {
+	h.notify()
 	l := &netctl.Link{Name: name, Index: h.next, Kind: kind, MTU: mtu, Up: kind != netctl.KindWireguard && kind != netctl.KindTuntap, HardwareAddr: hw}
 	h.next++
 	h.links[name] = l
@@ -116,6 +180,7 @@ func (h *Host) AddForeignAddr(link string, p netip.Prefix) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.addrs = append(h.addrs, netctl.Addr{LinkIndex: h.links[link].Index, Prefix: p})
+	h.notify()
 }
 
 // RemoveLink removes a link and everything on it (simulates an outside
@@ -210,6 +275,7 @@ func (h *Host) delLinkLocked(name string) {
 	if l == nil {
 		return
 	}
+	h.notify()
 	delete(h.links, name)
 	delete(h.devs, name)
 	addrs := h.addrs[:0]
@@ -369,6 +435,7 @@ func (f *fakeNetlink) SetLink(name string, mtu int) error {
 		l.MTU = mtu
 	}
 	l.Up = true
+	h.notify()
 	return nil
 }
 
@@ -409,6 +476,7 @@ func (f *fakeNetlink) Addr(add bool, a netctl.Addr) error {
 				return unix.EEXIST
 			}
 			h.addrs = append(h.addrs[:i], h.addrs[i+1:]...)
+			h.notify()
 			return nil
 		}
 	}
@@ -416,6 +484,7 @@ func (f *fakeNetlink) Addr(add bool, a netctl.Addr) error {
 		return fmt.Errorf("delete address: %w", fs.ErrNotExist)
 	}
 	h.addrs = append(h.addrs, a)
+	h.notify()
 	return nil
 }
 
