@@ -4,6 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/powernode/fedgate/netctl"
@@ -13,11 +16,18 @@ import (
 // VIP ownership. A VIP without a holder list is held by the raft leader:
 // mounted only after Barrier() succeeds on a new leader, unmounted the
 // moment leadership is lost or the leader cannot confirm its lease
-// (VerifyLeader fails). A VIP with a holder list is mounted by the node the
-// replicated state assigns it to. So two nodes never hold one VIP longer
-// than the lease: the old leader drops it within LeaderLeaseTimeout (raft
-// steps down) or the next lease check, before a new leader can win an
-// election (HeartbeatTimeout > LeaderLeaseTimeout).
+// (VerifyLeader fails). So two nodes never hold one VIP longer than the
+// lease: the old leader drops it within LeaderLeaseTimeout (raft steps
+// down) or the next lease check, before a new leader can win an election
+// (HeartbeatTimeout > LeaderLeaseTimeout).
+//
+// A VIP with a holder list is mounted by the node the replicated state
+// assigns it to (see vipassign.go for how the leader assigns), and only
+// while that node is in touch with the leader: a follower holder drops it
+// once its last contact with the leader is older than holderLease; the
+// leader reassigns a silent holder only after failoverAfter, which is
+// longer than holderLease plus one probe round, so the old holder has let
+// go before the new one mounts.
 
 // vipMounter is what vipOwner needs from netctl.
 type vipMounter interface {
@@ -25,7 +35,7 @@ type vipMounter interface {
 	UnmountVIP(ctx context.Context, addr netip.Prefix) error
 }
 
-// leaderStore is what vipOwner needs from raftstore.
+// leaderStore is what vipOwner needs from raftstore for leader-held VIPs.
 type leaderStore interface {
 	LeadershipChanges() <-chan bool
 	Barrier(ctx context.Context) error
@@ -35,30 +45,98 @@ type leaderStore interface {
 	Apply(ctx context.Context, cmd raftstore.Command) (raftstore.Result, error)
 }
 
+// clusterView is what holder-list VIPs need from raftstore: this node's
+// contact with the leader, and the leader's probe of every member.
+type clusterView interface {
+	Status() raftstore.Status
+	Members(ctx context.Context) ([]raftstore.ClusterMember, error)
+}
+
+// vipStore is a store that can do both (*raftstore.Store is one).
+type vipStore interface {
+	leaderStore
+	clusterView
+}
+
+// Holder-list timing defaults.
+const (
+	defaultHolderLease   = 500 * time.Millisecond
+	defaultFailoverAfter = 1500 * time.Millisecond
+	defaultAssignEvery   = 200 * time.Millisecond
+)
+
 type vipOwner struct {
 	nodeID   string
-	store    leaderStore
+	store    vipStore
 	m        vipMounter
 	defIface string
 	log      *slog.Logger
-	// leaseEvery is how often a leader confirms its lease.
+	// leaseEvery is how often a leader confirms its lease (and a holder
+	// checks its contact with the leader).
 	leaseEvery time.Duration
+	// holderLease: a follower keeps a holder-list VIP only while its last
+	// contact with the leader is younger than this.
+	holderLease time.Duration
+	// failoverAfter: the leader reassigns a holder-list VIP once its holder
+	// has not answered a probe for this long (> holderLease + a probe round).
+	failoverAfter time.Duration
+	// assignEvery is how often the leader probes members and assigns.
+	assignEvery time.Duration
+	now         func() time.Time
 
-	leader  bool                        // raft leader with a confirmed barrier
-	mounted map[netip.Prefix]netctl.VIP // what this node mounted
+	leader   bool                        // raft leader with a confirmed barrier (run goroutine only)
+	leaderOK atomic.Bool                 // the same, for the assigner
+	mounted  map[netip.Prefix]netctl.VIP // what this node mounted (run goroutine only)
+
+	recMu     sync.Mutex
+	recording map[string]bool // leader-held VIPs whose holder record is in flight
+
+	assign *vipAssigner
 }
 
-func newVIPOwner(nodeID string, s leaderStore, m vipMounter, defIface string, log *slog.Logger) *vipOwner {
-	return &vipOwner{nodeID: nodeID, store: s, m: m, defIface: defIface, log: log,
-		leaseEvery: 100 * time.Millisecond, mounted: map[netip.Prefix]netctl.VIP{}}
+func newVIPOwner(nodeID string, s vipStore, m vipMounter, defIface string, log *slog.Logger) *vipOwner {
+	o := &vipOwner{nodeID: nodeID, store: s, m: m, defIface: defIface, log: log,
+		leaseEvery: 100 * time.Millisecond, holderLease: defaultHolderLease, failoverAfter: defaultFailoverAfter,
+		assignEvery: defaultAssignEvery, now: time.Now,
+		mounted: map[netip.Prefix]netctl.VIP{}, recording: map[string]bool{}}
+	o.assign = newVIPAssigner(o)
+	return o
+}
+
+// holderInTouch reports whether this node may keep holder-list VIPs: it is
+// the confirmed leader, or a follower that heard from the leader recently.
+func (o *vipOwner) holderInTouch() bool {
+	if o.leader {
+		return true
+	}
+	st := o.store.Status()
+	if st.State != "follower" || st.LastContact.IsZero() {
+		return false
+	}
+	return o.now().Sub(st.LastContact) < o.holderLease
 }
 
 // wanted lists the VIPs this node should hold now.
 func (o *vipOwner) wanted() map[netip.Prefix]netctl.VIP {
 	out := map[netip.Prefix]netctl.VIP{}
+	inTouch := -1 // lazily: -1 unknown, 0 no, 1 yes
 	for _, v := range o.store.State().VIPs() {
-		mine := (len(v.HolderNodeIDs) == 0 && len(v.FailoverNodeIDs) == 0 && o.leader) || v.Holder == o.nodeID && (len(v.HolderNodeIDs) > 0 || o.leader)
-		if !mine || v.State == raftstore.VIPError {
+		if v.State == raftstore.VIPError {
+			continue
+		}
+		var mine bool
+		if leaderHeld(v) {
+			mine = o.leader
+		} else if v.Holder == o.nodeID && (slices.Contains(v.HolderNodeIDs, o.nodeID) || slices.Contains(v.FailoverNodeIDs, o.nodeID)) {
+			if inTouch < 0 {
+				inTouch = 0
+				if o.holderInTouch() {
+					inTouch = 1
+				}
+			}
+			mine = inTouch == 1
+		}
+		if !mine {
 			continue
 		}
 		pfx, err := netip.ParsePrefix(v.CIDR)
@@ -78,7 +156,13 @@ func (o *vipOwner) wanted() map[netip.Prefix]netctl.VIP {
 	return out
 }
 
-// converge mounts what is wanted and unmounts the rest.
+// leaderHeld reports whether v follows the raft leader (no holder lists).
+func leaderHeld(v raftstore.VIP) bool {
+	return len(v.HolderNodeIDs) == 0 && len(v.FailoverNodeIDs) == 0
+}
+
+// converge mounts what is wanted and unmounts the rest. Unmounts go first,
+// so a VIP that moves between interfaces is never on two.
 func (o *vipOwner) converge(ctx context.Context) {
 	want := o.wanted()
 	for p, v := range o.mounted {
@@ -117,22 +201,41 @@ func (o *vipOwner) unmountAll(ctx context.Context) {
 	}
 }
 
+// holderReason is the history reason when this node becomes the holder of
+// the leader-held VIP v.
+func holderReason(st *raftstore.State, v raftstore.VIP) string {
+	switch {
+	case v.Holder == "" && v.State == raftstore.VIPFailingOver:
+		return raftstore.ReasonManualFailover // a leadership transfer asked for by an operator
+	case v.Holder == "" && len(st.VIPHistory(v.Name)) == 0:
+		return raftstore.ReasonInitial
+	case v.Holder == "":
+		return raftstore.ReasonHolderChanged
+	}
+	return raftstore.ReasonSensorFailover
+}
+
 // recordHolder notes a leader-held VIP's new holder in the replicated
 // history (after the mount: the mount never waits for raft).
 func (o *vipOwner) recordHolder(ctx context.Context, name string) {
-	v, ok := o.store.State().VIP(name)
-	if !ok || v.Holder == o.nodeID || len(v.HolderNodeIDs) > 0 {
+	st := o.store.State()
+	v, ok := st.VIP(name)
+	if !ok || v.Holder == o.nodeID || !leaderHeld(v) {
 		return
 	}
-	reason := "sensor_failover"
-	if v.Holder == "" {
-		reason = "initial"
+	o.recMu.Lock()
+	if o.recording[name] {
+		o.recMu.Unlock()
+		return
 	}
-	cmd, err := raftstore.NewCommand(raftstore.CmdVIPAssign, raftstore.VIPAssignPayload{Name: name, NodeID: o.nodeID, Reason: reason})
+	o.recording[name] = true
+	o.recMu.Unlock()
+	cmd, err := raftstore.NewCommand(raftstore.CmdVIPAssign, raftstore.VIPAssignPayload{Name: name, NodeID: o.nodeID, Reason: holderReason(st, v)})
 	if err != nil {
 		return
 	}
 	go func() {
+		defer func() { o.recMu.Lock(); delete(o.recording, name); o.recMu.Unlock() }()
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if _, err := o.store.Apply(actx, cmd); err != nil {
@@ -141,18 +244,31 @@ func (o *vipOwner) recordHolder(ctx context.Context, name string) {
 	}()
 }
 
+// rerecord retries the holder record of leader-held VIPs mounted here whose
+// replicated holder is still someone else (a record that failed earlier).
+func (o *vipOwner) rerecord(ctx context.Context) {
+	for _, v := range o.mounted {
+		o.recordHolder(ctx, v.Name)
+	}
+}
+
 // run follows leadership and state changes until ctx ends, then unmounts
-// everything it mounted.
+// everything it mounted. The assigner for holder-list VIPs runs beside it.
 func (o *vipOwner) run(ctx context.Context) {
 	leaderCh := o.store.LeadershipChanges()
 	events, cancel := o.store.Watch()
 	defer cancel()
 	lease := time.NewTicker(o.leaseEvery)
 	defer lease.Stop()
+	actx, stopAssign := context.WithCancel(ctx)
+	assignDone := make(chan struct{})
+	go func() { defer close(assignDone); o.assign.run(actx) }()
 	defer func() {
+		stopAssign()
+		<-assignDone
 		uctx, c := context.WithTimeout(context.Background(), 5*time.Second)
 		defer c()
-		o.leader = false
+		o.setLeader(false)
 		o.unmountAll(uctx)
 	}()
 	isLeader := false // raft's view; o.leader additionally needs a barrier
@@ -164,7 +280,7 @@ func (o *vipOwner) run(ctx context.Context) {
 			o.log.Warn("new leader could not confirm the log (Barrier): VIPs stay unmounted for now", LogKeyErr, err)
 			return
 		}
-		o.leader = true
+		o.setLeader(true)
 		o.converge(ctx)
 	}
 	for {
@@ -179,7 +295,7 @@ func (o *vipOwner) run(ctx context.Context) {
 			if l {
 				gain()
 			} else {
-				o.leader = false
+				o.setLeader(false)
 				o.converge(ctx) // drops every leader-held VIP at once
 			}
 		case _, ok := <-events:
@@ -192,12 +308,21 @@ func (o *vipOwner) run(ctx context.Context) {
 			case o.leader:
 				if err := o.store.VerifyLeader(); err != nil {
 					o.log.Warn("leader lease not confirmed: dropping leader-held VIPs", LogKeyErr, err)
-					o.leader = false
-					o.converge(ctx)
+					o.setLeader(false)
+				} else {
+					o.rerecord(ctx)
 				}
+				o.converge(ctx)
 			case isLeader:
 				gain() // lease lost earlier but still raft leader: re-confirm
+			default:
+				o.converge(ctx) // a follower's holder lease may have run out
 			}
 		}
 	}
+}
+
+func (o *vipOwner) setLeader(v bool) {
+	o.leader = v
+	o.leaderOK.Store(v)
 }

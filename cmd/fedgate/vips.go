@@ -64,9 +64,48 @@ func newVIPsCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	var to string
+	failover := &cobra.Command{
+		Use:   "failover NAME",
+		Short: "Move a VIP to another node (a leader-held VIP moves with raft leadership: run it on the leader)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var res struct {
+				VIP        string `json:"vip"`
+				From       string `json:"from"`
+				To         string `json:"to"`
+				Reason     string `json:"reason"`
+				Leadership bool   `json:"leadership_transfer"`
+			}
+			var raw json.RawMessage
+			if err := g.client().post("/v1/vips/"+url.PathEscape(args[0])+"/failover", map[string]string{"to": to}, &raw); err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(raw)
+			}
+			if err := json.Unmarshal(raw, &res); err != nil {
+				return err
+			}
+			how := "holder reassigned"
+			if res.Leadership {
+				how = "raft leadership transferred"
+			}
+			fmt.Printf("vip %s moved from %s to %s (%s, %s)\n", res.VIP, nodeOrNone(res.From), nodeOrNone(res.To), how, res.Reason)
+			return nil
+		},
+	}
+	failover.Flags().StringVar(&to, "to", "", "node id to move the VIP to (default: the next reachable holder, or the best voter)")
 	c.AddCommand(&cobra.Command{Use: "list", Short: "List VIPs", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return listVIPs(g) }}, add, del)
+		RunE: func(cmd *cobra.Command, _ []string) error { return listVIPs(g) }}, add, del, failover)
 	return c
+}
+
+func nodeOrNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
 }
 
 func listVIPs(g *globals) error {
