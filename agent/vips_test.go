@@ -106,9 +106,13 @@ func (f *fakeStore) setLeader(v bool) {
 		s <- v
 	}
 }
-func (f *fakeStore) Barrier(context.Context) error { f.mu.Lock(); defer f.mu.Unlock(); return f.barrier }
-func (f *fakeStore) VerifyLeader() error         { f.mu.Lock(); defer f.mu.Unlock(); return f.verify }
-func (f *fakeStore) set(fn func(f *fakeStore))   { f.mu.Lock(); defer f.mu.Unlock(); fn(f) }
+func (f *fakeStore) Barrier(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.barrier
+}
+func (f *fakeStore) VerifyLeader() error       { f.mu.Lock(); defer f.mu.Unlock(); return f.verify }
+func (f *fakeStore) set(fn func(f *fakeStore)) { f.mu.Lock(); defer f.mu.Unlock(); fn(f) }
 func (f *fakeStore) Status() raftstore.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -186,7 +190,10 @@ func testLogger(t *testing.T) *slog.Logger {
 
 type tWriter struct{ t *testing.T }
 
-func (w tWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
 
 var _ io.Writer = tWriter{}
 
