@@ -19,6 +19,7 @@ import (
 
 	"github.com/powernode/fedgate/pki"
 	"github.com/powernode/fedgate/pki/pkitest"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func openIdentity(t *testing.T, iss pki.Issuer, mod ...func(*pki.IdentityConfig)) *pki.NodeIdentity {
@@ -230,7 +231,9 @@ func TestOpenNodeIdentityUnreachableIssuer(t *testing.T) {
 func TestRenewalKeepsLastGood(t *testing.T) {
 	ca := pkitest.NewCA(t)
 	fi := &pkitest.FaultyIssuer{Next: ca}
+	reg := prometheus.NewRegistry()
 	n := openIdentity(t, fi, func(c *pki.IdentityConfig) {
+		c.Registerer = reg
 		c.Lifetime = time.Hour
 		c.Renew = pki.RenewPolicy{RetryMin: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond}
 	})
@@ -266,6 +269,36 @@ func TestRenewalKeepsLastGood(t *testing.T) {
 		// Block renewal again until the next fault is set.
 		fi.SetFault(tt.fault)
 	}
+	fails, renewals, notAfter := metric(t, reg, "fedgate_pki_renewal_failures_total"), metric(t, reg, "fedgate_pki_renewals_total"), metric(t, reg, "fedgate_pki_certificate_not_after_seconds")
+	if fails < 8 || renewals < 5 || int64(notAfter) != n.Certificate().Leaf.NotAfter.Unix() {
+		t.Fatalf("metrics: failures %v, renewals %v, not_after %v", fails, renewals, notAfter)
+	}
+}
+
+// metric returns the value of the cert="node" series of a metric.
+func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "cert" && l.GetValue() == "node" {
+					if m.GetCounter() != nil {
+						return m.GetCounter().GetValue()
+					}
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
 }
 
 func waitFor(t *testing.T, d time.Duration, cond func() bool) {

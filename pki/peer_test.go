@@ -200,3 +200,27 @@ func TestPeerMTLSWithResumption(t *testing.T) {
 		t.Fatalf("client error %v, want ErrIdentityMismatch", cerr)
 	}
 }
+
+// TestFederationCertHierarchical: in the hierarchical model the CSR goes to
+// the parent and the returned chain must verify against the parent's bundle
+// before it is stored; an answer from any other CA is refused and nothing
+// is stored.
+func TestFederationCertHierarchical(t *testing.T) {
+	parent, rogue := pkitest.NewCA(t), pkitest.NewCA(t)
+	parentRoots, _, err := pki.PoolFromPEM(parent.BundlePEM())
+	if err != nil {
+		t.Fatal(err)
+	}
+	assigned := pkitest.NewID(t)
+	dir := t.TempDir()
+	f := fedCert(t, parent, assigned, func(c *pki.FederationCertConfig) { c.Dir = dir; c.Roots = parentRoots })
+	if f.Certificate().Leaf.Subject.CommonName != "fed:"+assigned {
+		t.Fatalf("CN %q", f.Certificate().Leaf.Subject.CommonName)
+	}
+	_, err = pki.OpenFederationCert(t.Context(), pki.FederationCertConfig{
+		Dir: t.TempDir(), PeerID: pkitest.NewID(t), AssignedID: assigned, Issuer: rogue, Roots: parentRoots,
+	})
+	if !errors.Is(err, pki.ErrUntrusted) {
+		t.Fatalf("chain from another CA: %v", err)
+	}
+}

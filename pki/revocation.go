@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/big"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -102,4 +105,58 @@ func MatchesAny(c *x509.Certificate, revoked []Revocation) bool {
 		}
 	}
 	return false
+}
+
+// Revocations is the node's current revocation list: a RevocationChecker
+// for the verifiers and a fan-out to hooks. The agent calls Update from its
+// raftstore watcher with the full replicated list; hooks (the proxy's
+// connection closer) receive only what is new.
+type Revocations struct {
+	mu    sync.Mutex
+	set   atomic.Pointer[RevocationSet]
+	list  []Revocation
+	hooks []RevocationHook
+}
+
+// OnRevoke registers a hook.
+func (r *Revocations) OnRevoke(h RevocationHook) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hooks = append(r.hooks, h)
+}
+
+// Update replaces the list. The new set is in force for every handshake
+// that starts after Update begins calling hooks; hooks run synchronously,
+// in registration order, with the entries that were not in the old list.
+func (r *Revocations) Update(entries []Revocation) {
+	r.mu.Lock()
+	old := NewRevocationSet(r.list)
+	r.list = slices.Clone(entries)
+	r.set.Store(NewRevocationSet(entries))
+	var added []Revocation
+	for _, e := range entries {
+		if !old.Revoked(e.Serial, e.SPKI) {
+			added = append(added, e)
+		}
+	}
+	hooks := slices.Clone(r.hooks)
+	r.mu.Unlock()
+	if len(added) == 0 {
+		return
+	}
+	for _, h := range hooks {
+		h(added)
+	}
+}
+
+// List returns the current entries.
+func (r *Revocations) List() []Revocation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.list)
+}
+
+// Revoked implements RevocationChecker.
+func (r *Revocations) Revoked(serial *big.Int, spki [32]byte) bool {
+	return r.set.Load().Revoked(serial, spki)
 }
