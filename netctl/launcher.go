@@ -38,6 +38,9 @@ type LauncherConfig struct {
 	Logger       *slog.Logger
 }
 
+// maxDeviceLog bounds a device log kept across device restarts.
+const maxDeviceLog = 4 << 20
+
 // ProcessLauncher starts userspace devices as separate, long-lived
 // processes (own session) and stops them. A device it did not start (left
 // by a previous agent) is found through its UAPI socket's peer credentials.
@@ -86,7 +89,11 @@ func (l *ProcessLauncher) Start(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: log dir: %v", ErrDeviceStart, err)
 	}
 	logPath := filepath.Join(l.cfg.LogDir, "wg-"+name+".log")
-	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	flags := os.O_CREATE | os.O_WRONLY | os.O_APPEND
+	if fi, err := os.Stat(logPath); err == nil && fi.Size() > maxDeviceLog {
+		flags |= os.O_TRUNC // keep history across restarts, but bounded
+	}
+	out, err := os.OpenFile(logPath, flags, 0o600)
 	if err != nil {
 		return fmt.Errorf("%w: log file: %v", ErrDeviceStart, err)
 	}

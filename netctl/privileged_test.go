@@ -826,3 +826,52 @@ func TestPrivilegedRunRepairsVIP(t *testing.T) {
 		t.Error("re-mounted VIP not re-announced")
 	}
 }
+
+// TestPrivilegedDeviceSurvivesNetlinkFlood: a burst of address changes
+// overflows the device's netlink listener (ENOBUFS) while it is busy (here:
+// stopped); the userspace device must keep running and passing traffic.
+// Upstream wireguard-go closes the device on that error.
+func TestPrivilegedDeviceSurvivesNetlinkFlood(t *testing.T) {
+	tu := setupTunnel(t, 85)
+	c := tu.connect(t)
+	pid := tu.na.launcher.Pids()[tu.ifA]
+	if pid == 0 {
+		t.Fatal("no device pid")
+	}
+	if err := unix.Kill(pid, unix.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = unix.Kill(pid, unix.SIGCONT)
+		}
+	}()
+	h := tu.a.Handle(t)
+	l, err := h.LinkByName("wire0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4000; i++ {
+		a, _ := netlink.ParseAddr(fmt.Sprintf("172.20.%d.%d/32", i/250, i%250+1))
+		if err := h.AddrAdd(l, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Kill(pid, unix.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	time.Sleep(500 * time.Millisecond)
+	if netctl.ProcessGone(pid) {
+		out, _ := os.ReadFile(filepath.Join(tu.na.logDir, "wg-"+tu.ifA+".log"))
+		t.Fatalf("device process died after the netlink flood:\n%s", out)
+	}
+	if err := echo(c, 64<<10, 10*time.Second); err != nil {
+		t.Fatalf("tunnel broken after the netlink flood: %v", err)
+	}
+	out, _ := os.ReadFile(filepath.Join(tu.na.logDir, "wg-"+tu.ifA+".log"))
+	if !strings.Contains(string(out), "ENOBUFS") {
+		t.Errorf("the flood did not overflow the device's netlink listener; test proves nothing:\n%s", out)
+	}
+}

@@ -86,11 +86,8 @@ func Run(ctx context.Context, iface string, logger *slog.Logger) error {
 func SocketPath(iface string) string { return "/var/run/wireguard/" + iface + ".sock" }
 
 func serve(ctx context.Context, iface string, tdev tun.Device, uapiFile *os.File, logger *slog.Logger) error {
-	wlog := &device.Logger{
-		Verbosef: func(f string, a ...any) { logger.Debug(fmt.Sprintf(f, a...)) },
-		Errorf:   func(f string, a ...any) { logger.Error(fmt.Sprintf(f, a...)) },
-	}
-	dev := device.NewDevice(tdev, conn.NewDefaultBind(), wlog)
+	wlog := newDeviceLogger(logger)
+	dev := device.NewDevice(newRobustTUN(tdev, logger), conn.NewDefaultBind(), wlog)
 	defer dev.Close()
 	uapi, err := ipc.UAPIListen(iface, uapiFile)
 	if err != nil {
