@@ -60,6 +60,11 @@ type Config struct {
 	QueueWait time.Duration
 	// MaxBatch bounds the records in one write+sync (default 4096).
 	MaxBatch int
+	// PreallocBytes is the chunk of zeros written (and synced) ahead of the
+	// active segment's data in the background, so that a group commit
+	// overwrites allocated blocks and its fdatasync carries no metadata
+	// (default 4 MiB; negative disables preallocation).
+	PreallocBytes int64
 	// Policy chooses fail-closed (default) or counted drop.
 	Policy Policy
 	// Logger receives operational messages (default: discard).
@@ -116,6 +121,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBatch == 0 {
 		c.MaxBatch = defaultMaxBatch
+	}
+	if c.PreallocBytes == 0 {
+		c.PreallocBytes = 4 << 20
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

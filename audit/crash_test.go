@@ -101,6 +101,8 @@ func TestCrashSIGKILL(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
+		proc := cmd.Process
+		t.Cleanup(func() { proc.Kill() }) // if a check below fails first
 		acked := map[uint64]string{}
 		readDone := make(chan struct{})
 		ready := make(chan struct{})

@@ -22,7 +22,9 @@ func (w tw) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), ni
 
 func open(t *testing.T, dir string, fs audit.FS, mod func(*audit.Config)) *audit.Log {
 	t.Helper()
-	cfg := audit.Config{Dir: dir, NodeID: "node-f", FS: fs, Logger: slog.New(slog.NewTextHandler(tw{t}, nil))}
+	// Preallocation off: writes must reach the fault-injecting FS directly
+	// (TestPreallocatedSpaceOutlastsFullDisk turns it on).
+	cfg := audit.Config{Dir: dir, NodeID: "node-f", FS: fs, Logger: slog.New(slog.NewTextHandler(tw{t}, nil)), PreallocBytes: -1}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -228,4 +230,34 @@ func TestQueueFull(t *testing.T) {
 			}
 		})
 	}
+}
+
+// With preallocation, records keep going into space that was reserved
+// before the disk filled; once it is used up, appends fail closed.
+func TestPreallocatedSpaceOutlastsFullDisk(t *testing.T) {
+	fs := audittest.New()
+	l := open(t, t.TempDir(), fs, func(c *audit.Config) { c.PreallocBytes = 64 << 10 })
+	ctx := context.Background()
+	if _, err := l.Append(ctx, r(0)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let the background preallocation land
+	fs.SetSpace(0)
+	n := 0
+	var err error
+	for n < 10000 {
+		if _, err = l.Append(ctx, r(n)); err != nil {
+			break
+		}
+		n++
+	}
+	if !errors.Is(err, audit.ErrDiskFull) || n == 0 {
+		t.Fatalf("after %d appends into preallocated space: %v, want ErrDiskFull eventually", n, err)
+	}
+	mustVerify(t, l, uint64(n+1))
+	fs.SetSpace(-1)
+	if _, err := l.Append(ctx, r(0)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
 }

@@ -24,12 +24,12 @@ type FS interface {
 	MkdirAll(dir string, perm os.FileMode) error
 }
 
-// File is an open file. Sync must make written data durable (fdatasync is
-// enough: the log only appends and truncates).
+// File is an open file. The log writes with WriteAt only (records into
+// preallocated space, zeros to preallocate). Sync must make written data and
+// the file size durable (fdatasync is enough).
 type File interface {
 	Read(p []byte) (int, error)
-	ReadAt(p []byte, off int64) (int, error)
-	Write(p []byte) (int, error)
+	WriteAt(p []byte, off int64) (int, error)
 	Sync() error
 	Truncate(size int64) error
 	Close() error

@@ -28,6 +28,7 @@ type Log struct {
 	closed  bool         // guarded by sendMu
 	quit    chan struct{}
 	done    chan struct{}
+	hk      chan chan struct{} // run housekeeping now (tests)
 	shipper *shipper
 
 	appended    atomic.Uint64
@@ -44,11 +45,24 @@ type Log struct {
 	commitCh  chan struct{}
 
 	// Owned by the writer goroutine (and Open before it starts).
-	active     File
-	activeName string
-	activeSize int64
-	activeMade time.Time
-	buf        []byte
+	active      File
+	activeName  string
+	activeSize  int64 // durable data bytes
+	activeAlloc int64 // file size including preallocated zeros
+	activeMade  time.Time
+	lastAlloc   int64 // file size of the last segment found by recover
+	buf         []byte
+
+	// Preallocation: the writer hands one request at a time to preallocLoop.
+	preReq  chan preallocReq
+	preDone chan int64
+	preBusy bool
+	preFrom int64 // start of the in-flight zero write
+}
+
+type preallocReq struct {
+	f        File
+	from, to int64
 }
 
 // segment is the index entry of one verified segment.
@@ -95,16 +109,22 @@ func Open(cfg Config) (*Log, error) {
 		queue:    make(chan *pending, cfg.QueueSize),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
+		hk:       make(chan chan struct{}),
 		commitCh: make(chan struct{}),
 		lastHash: ZeroHash,
+		preReq:   make(chan preallocReq),
+		preDone:  make(chan int64, 1),
 	}
 	l.m = newMetrics(l, cfg.Registerer)
 	if err := l.fs.MkdirAll(cfg.Dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		l.m.unregister()
 		return nil, fmt.Errorf("audit: create dir %s: %w", cfg.Dir, err)
 	}
 	if err := l.recover(); err != nil {
+		l.m.unregister()
 		return nil, err
 	}
+	go l.preallocLoop() // before openActive, which may request zeros
 	if l.state == nil {
 		if err := l.openActive(); err != nil {
 			l.state = err
@@ -165,7 +185,7 @@ func (l *Log) recover() error {
 			}
 			wantPrev = p.lastHash
 		}
-		res, err := l.scanFile(name, scanOpts{name: name, nameSeq: seq, wantPrev: wantPrev, limit: -1, findTorn: last})
+		res, err := l.scanFile(name, scanOpts{name: name, nameSeq: seq, wantPrev: wantPrev, limit: -1, findTorn: last, zeroTail: last})
 		if err != nil {
 			return err
 		}
@@ -190,6 +210,9 @@ func (l *Log) recover() error {
 			}
 		}
 		l.addSeg(name, res)
+		if last {
+			l.lastAlloc = res.end + res.zeroTail
+		}
 	}
 	return nil
 }
@@ -262,11 +285,13 @@ func classify(op string, err error) error {
 func (l *Log) openActive() error {
 	if n := len(l.segs); n > 0 {
 		s := l.segs[n-1]
-		f, err := l.fs.OpenFile(filepath.Join(l.cfg.Dir, s.name), os.O_WRONLY|os.O_APPEND, 0)
+		f, err := l.fs.OpenFile(filepath.Join(l.cfg.Dir, s.name), os.O_RDWR, 0)
 		if err != nil {
 			return classify("open active segment "+s.name, err)
 		}
 		l.active, l.activeName, l.activeSize, l.activeMade = f, s.name, s.size, s.created
+		l.activeAlloc = max(l.lastAlloc, s.size)
+		l.maybePrealloc()
 		return nil
 	}
 	return l.newSegment()
@@ -281,7 +306,13 @@ func (l *Log) newSegment() error {
 	now := l.cfg.Clock.Now().UTC()
 	hdr := segHeader{Version: 1, NodeID: l.cfg.NodeID, FirstSeq: first, PrevHash: l.lastHash, Created: now}
 	line, _ := appendHeader(nil, hdr)
-	f, err := l.fs.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+	if l.active != nil {
+		// Seal the current segment: drop its preallocated tail first.
+		if err := l.closeActive(); err != nil {
+			return err
+		}
+	}
+	f, err := l.fs.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 	if err != nil {
 		return classify("create segment "+name, err)
 	}
@@ -290,7 +321,7 @@ func (l *Log) newSegment() error {
 		l.fs.Remove(path)
 		return classify(op+" "+name, err)
 	}
-	if _, err := f.Write(line); err != nil {
+	if _, err := f.WriteAt(line, 0); err != nil {
 		return fail("write header of", err)
 	}
 	if err := f.Sync(); err != nil {
@@ -299,10 +330,9 @@ func (l *Log) newSegment() error {
 	if err := l.fs.SyncDir(l.cfg.Dir); err != nil {
 		return fail("sync dir for", err)
 	}
-	if l.active != nil {
-		l.active.Close()
-	}
 	l.active, l.activeName, l.activeSize, l.activeMade = f, name, int64(len(line)), now
+	l.activeAlloc = l.activeSize
+	l.maybePrealloc()
 	l.mu.Lock()
 	l.segs = append(l.segs, segment{name: name, firstSeq: first, lastSeq: first - 1, prevHash: hdr.PrevHash,
 		lastHash: hdr.PrevHash, created: now, size: int64(len(line))})
@@ -426,6 +456,9 @@ func (l *Log) run() {
 			l.commit(batch)
 		case <-tick.C:
 			l.housekeep()
+		case c := <-l.hk:
+			l.housekeep()
+			close(c)
 		case <-l.quit:
 			for {
 				batch = batch[:0]
@@ -439,11 +472,106 @@ func (l *Log) run() {
 				l.commit(nil)
 			}
 			if l.active != nil {
-				l.active.Close()
+				if err := l.closeActive(); err != nil {
+					l.lg.Warn("audit: close active segment", "err", err)
+					l.active.Close()
+				}
 				l.active = nil
 			}
+			close(l.preReq)
 			return
 		}
+	}
+}
+
+// closeActive waits for preallocation, cuts the zero tail, syncs and closes
+// the active segment. On error the segment stays active.
+func (l *Log) closeActive() error {
+	l.collectPrealloc(true)
+	// Always cut: a failed preallocation may have left zeros past activeAlloc.
+	if err := l.active.Truncate(l.activeSize); err != nil {
+		return classify("cut preallocated tail of "+l.activeName, err)
+	}
+	if err := l.active.Sync(); err != nil {
+		return classify("sync "+l.activeName, err)
+	}
+	l.activeAlloc = l.activeSize
+	l.active.Close()
+	l.active = nil
+	return nil
+}
+
+// maybePrealloc asks preallocLoop for more zeros once less than half a
+// chunk of preallocated space is left, up to the segment size limit.
+func (l *Log) maybePrealloc() {
+	l.collectPrealloc(false)
+	if l.cfg.PreallocBytes < 0 || l.preBusy || l.active == nil {
+		return
+	}
+	from := max(l.activeAlloc, l.activeSize)
+	limit := l.cfg.SegmentMaxBytes + 256<<10
+	if from-l.activeSize > l.cfg.PreallocBytes/2 || from >= limit {
+		return
+	}
+	to := min(from+l.cfg.PreallocBytes, limit)
+	l.preBusy, l.preFrom = true, from
+	l.preReq <- preallocReq{f: l.active, from: from, to: to}
+}
+
+// collectPrealloc takes the result of the in-flight request, waiting for
+// it if wait is set.
+func (l *Log) collectPrealloc(wait bool) {
+	if !l.preBusy {
+		return
+	}
+	var end int64
+	if wait {
+		end = <-l.preDone
+	} else {
+		select {
+		case end = <-l.preDone:
+		default:
+			return
+		}
+	}
+	l.preBusy = false
+	if end > l.activeAlloc {
+		l.activeAlloc = end
+	}
+}
+
+// preallocLoop writes and syncs zeros for the writer, off its path.
+func (l *Log) preallocLoop() {
+	zeros := make([]byte, 256<<10)
+	for req := range l.preReq {
+		end := req.from
+		var err error
+		for end < req.to && err == nil {
+			n := min(int64(len(zeros)), req.to-end)
+			_, err = req.f.WriteAt(zeros[:n], end)
+			if err == nil {
+				end += n
+			}
+		}
+		if err == nil {
+			err = req.f.Sync()
+		}
+		if err != nil {
+			l.lg.Warn("audit: preallocation failed", "err", err)
+			end = -1 // unknown: keep the old allocation size
+		}
+		l.preDone <- end
+	}
+}
+
+// housekeepNow runs the writer's periodic housekeeping (age rotation,
+// retention, pending drop record) and waits for it.
+func (l *Log) housekeepNow() {
+	c := make(chan struct{})
+	select {
+	case l.hk <- c:
+		<-c
+	case <-l.done:
 	}
 }
 
@@ -558,7 +686,10 @@ func (l *Log) writeBatch(batch []*pending, dropN uint64) error {
 		buf, prev = sealLine(buf, start)
 	}
 	l.buf = buf
-	_, err := l.active.Write(buf)
+	if l.preBusy && l.activeSize+int64(len(buf)) > l.preFrom {
+		l.collectPrealloc(true) // never write where zeros are being written
+	}
+	_, err := l.active.WriteAt(buf, l.activeSize)
 	if err == nil {
 		t0 := time.Now()
 		err = l.active.Sync()
@@ -570,11 +701,13 @@ func (l *Log) writeBatch(batch []*pending, dropN uint64) error {
 		// Cut whatever part of the batch reached the file. If that fails
 		// too, drop the handle; the next batch reopens (and Open's torn-tail
 		// logic would handle a crash meanwhile).
+		l.collectPrealloc(true)
 		if terr := l.active.Truncate(l.activeSize); terr != nil {
 			l.lg.Error("audit: truncate after failed write", "file", l.activeName, "err", terr)
 			l.active.Close()
 			l.active = nil
 		}
+		l.activeAlloc = l.activeSize
 		l.setState(err)
 		return err
 	}
@@ -602,6 +735,7 @@ func (l *Log) writeBatch(batch []*pending, dropN uint64) error {
 	for i, p := range batch {
 		p.done <- result{seq: first + uint64(i)}
 	}
+	l.maybePrealloc()
 	if l.shipper != nil {
 		l.shipper.wake()
 	}

@@ -172,7 +172,7 @@ func TestRetentionKeepsVerifiable(t *testing.T) {
 	}
 	before := l.Stats().Segments
 	clk.t = t0.Add(100 * time.Hour) // cutoff: t0+28h
-	l.applyRetention()              // what the writer's ticker does
+	l.housekeepNow()                // what the writer's ticker does
 	st := l.Stats()
 	if st.Segments >= before {
 		t.Fatalf("retention removed nothing: %d segments", st.Segments)

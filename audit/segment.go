@@ -200,6 +200,7 @@ type scanOpts struct {
 	full     bool   // decode every record and require canonical form
 	limit    int64  // read at most this many bytes (<0: to EOF)
 	findTorn bool   // classify a bad tail as torn (only for the last segment)
+	zeroTail bool   // a tail of zeros after a complete line is free space (last segment)
 	onRecord func(line []byte, f lineFacts, off int64) bool
 }
 
@@ -215,6 +216,7 @@ type scanResult struct {
 	end       int64 // offset just after the last good line
 	bad       *CorruptError
 	torn      bool  // bad region is a torn tail: safe to truncate at end
+	zeroTail  int64 // bytes of preallocated zeros after end
 	size      int64 // bytes read
 	stopped   bool  // onRecord returned false
 }
@@ -298,6 +300,19 @@ func scanSegment(r io.Reader, o scanOpts) scanResult {
 	res.end = off
 	want := h.FirstSeq
 	for {
+		if o.zeroTail {
+			if b, _ := br.Peek(1); len(b) == 1 && b[0] == 0 {
+				rest, _ := io.ReadAll(br)
+				res.size += int64(len(rest))
+				if allZero(rest) {
+					res.zeroTail = int64(len(rest))
+					return res
+				}
+				res.bad = &CorruptError{File: o.name, Offset: off, Seq: want, Reason: "NUL bytes before data"}
+				res.torn = o.findTorn && !hasSealedLine(rest)
+				return res
+			}
+		}
 		line, complete, err := readLine()
 		if err == io.EOF {
 			return res
@@ -348,6 +363,24 @@ func scanSegment(r io.Reader, o scanOpts) scanResult {
 	}
 }
 
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func hasSealedLine(b []byte) bool {
+	for _, l := range bytes.Split(b, []byte{'\n'}) {
+		if len(l) > 0 && checkSeal(l) {
+			return true
+		}
+	}
+	return false
+}
+
 // isTornTail reports whether the bad line and everything after it look like
 // an interrupted write rather than tampering: the bad line is the last and
 // incomplete, or the rest holds NUL bytes (a power loss leaves zero-filled
@@ -361,10 +394,5 @@ func isTornTail(br *bufio.Reader, complete bool, bad []byte) (bool, int64) {
 	if bytes.IndexByte(bad, 0) < 0 && bytes.IndexByte(rest, 0) < 0 {
 		return false, n
 	}
-	for _, l := range bytes.Split(rest, []byte{'\n'}) {
-		if len(l) > 0 && checkSeal(l) {
-			return false, n
-		}
-	}
-	return true, n
+	return !hasSealedLine(rest), n
 }

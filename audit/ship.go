@@ -123,7 +123,7 @@ func writeCursor(fs FS, dir string, seq uint64) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.Write([]byte(strconv.FormatUint(seq, 10) + "\n"))
+	_, err = f.WriteAt([]byte(strconv.FormatUint(seq, 10)+"\n"), 0)
 	if err == nil {
 		err = f.Sync()
 	}

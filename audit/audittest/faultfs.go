@@ -12,8 +12,9 @@ import (
 )
 
 // FaultFS passes calls to the real file system and injects faults: a byte
-// budget for writes (a write past it is cut short and fails with ENOSPC,
-// as a full disk does), a read-only mode (EROFS on every modification) and
+// budget for growing files (a write that would grow a file past it is cut
+// short and fails with ENOSPC, as a full disk does; overwriting allocated
+// bytes takes no space), a read-only mode (EROFS on every modification) and
 // sync failures. Truncate gives bytes back to the budget. Safe for
 // concurrent use.
 type FaultFS struct {
@@ -110,21 +111,29 @@ type file struct {
 	name string
 }
 
-func (w *file) Write(p []byte) (int, error) {
+func (w *file) WriteAt(p []byte, off int64) (int, error) {
 	if err := w.fs.ro("write", w.name); err != nil {
 		return 0, err
 	}
+	st, err := os.Stat(w.name)
+	if err != nil {
+		return 0, err
+	}
+	// Only bytes past the end of the file take space; overwriting
+	// allocated bytes (preallocated zeros) does not.
 	w.fs.mu.Lock()
 	n := len(p)
 	full := false
-	if w.fs.space >= 0 && int64(n) > w.fs.space {
-		n, full = int(w.fs.space), true
+	grow := max(0, off+int64(n)-st.Size())
+	if w.fs.space >= 0 && grow > w.fs.space {
+		n = max(0, n-int(grow-w.fs.space))
+		grow, full = w.fs.space, true
 	}
 	if w.fs.space >= 0 {
-		w.fs.space -= int64(n)
+		w.fs.space -= grow
 	}
 	w.fs.mu.Unlock()
-	m, err := w.File.Write(p[:n])
+	m, err := w.File.WriteAt(p[:n], off)
 	if err == nil && full {
 		err = &os.PathError{Op: "write", Path: w.name, Err: syscall.ENOSPC}
 	}
