@@ -1,0 +1,499 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// faultResult is one fault, measured.
+type faultResult struct {
+	fault string
+	// failover: fault to the first TCP answer from another node (0 when the
+	// VIP is not supposed to move).
+	failover time.Duration
+	moved    bool
+	// outage: the longest stretch without any TCP answer.
+	outage time.Duration
+	// dualTCP: TCP answers from a node the VIP had already moved away from
+	// (A, B, A): the client saw two holders (must be 0).
+	dualTCP int
+	// dualARP: ARP who-has rounds answered by two MACs.
+	dualARP int
+	// dualKern: time two kernels had the VIP on eth0 at once.
+	dualKern time.Duration
+	note     string
+}
+
+// TestPrivilegedChaos runs a three-node site in network namespaces and
+// injects faults while a client probes the VIP. FEDGATE_CHAOS_RUNS repeats
+// the fault sequence (default 1); FEDGATE_CHAOS_TABLE names a file for the
+// failover table (scripts/failover-bench.sh sets both).
+func TestPrivilegedChaos(t *testing.T) {
+	runs := 1
+	if s := os.Getenv("FEDGATE_CHAOS_RUNS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("FEDGATE_CHAOS_RUNS=%q: want a positive number", s)
+		}
+		runs = n
+	}
+	c := newChaosNet(t, 3)
+	c.formCluster()
+	r := c.startProbes()
+	c.r = r
+	c.settle()
+	var results []faultResult
+	for run := 1; run <= runs; run++ {
+		for _, f := range []struct {
+			name string
+			fn   func() []faultResult
+		}{
+			{"leader SIGSTOP/SIGCONT", c.faultStop},
+			{"leader partitioned", c.faultPartitionLeader},
+			{"follower cut off", c.faultCutFollower},
+			{"manual failover", c.faultManual},
+			{"leader SIGKILL + restart", c.faultKill},
+			{"leader SIGTERM + restart", c.faultRestart},
+			{"member removed + re-added", c.faultRemoveReadd},
+		} {
+			if sel := os.Getenv("FEDGATE_CHAOS_FAULTS"); sel != "" && !strings.Contains(f.name, sel) {
+				continue
+			}
+			t.Logf("run %d: %s", run, f.name)
+			rs := f.fn()
+			for _, res := range rs {
+				t.Logf("  %-30s failover=%-8s moved=%-5v outage=%-8s dualTCP=%d dualARP=%d dualKernel=%s %s",
+					res.fault, ms(res.failover), res.moved, ms(res.outage), res.dualTCP, res.dualARP, ms(res.dualKern), res.note)
+				if res.dualTCP != 0 {
+					t.Errorf("%s: %d TCP answers switched back to a node the VIP had left", res.fault, res.dualTCP)
+				}
+			}
+			results = append(results, rs...)
+			if t.Failed() {
+				break
+			}
+			c.settle()
+		}
+		if t.Failed() {
+			break
+		}
+	}
+	table := failoverTable(results, runs)
+	t.Log("\n" + table)
+	if p := os.Getenv("FEDGATE_CHAOS_TABLE"); p != "" {
+		if err := os.WriteFile(p, []byte(table), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// ---- cluster ----
+
+func (c *chaosNet) formCluster() {
+	t := c.t
+	n1 := c.nodes[0]
+	n1.start()
+	eventually(t, 30*time.Second, "n1 leader", func() error { return wantState(n1.node, "leader") })
+	for _, n := range c.nodes[1:] {
+		n.start()
+		c.join(n1, n)
+	}
+	eventually(t, 30*time.Second, "three voters", func() error { return wantVoters(n1.node, 3) })
+	n1.mustCLI("vips", "add", "site", chaosVIPCIDR, "--interface", "eth0")
+}
+
+// join adds n (started, empty) through via's invitation.
+func (c *chaosNet) join(via, n *chaosNode) {
+	t := c.t
+	tok := filepath.Join(t.TempDir(), "join.token")
+	var inv struct {
+		JoinURL string `json:"join_url"`
+	}
+	if err := via.cliJSON(&inv, "cluster", "invite", "--out", tok); err != nil {
+		t.Fatal(err)
+	}
+	n.mustCLI("cluster", "join", inv.JoinURL, "--token-file", tok)
+	s, err := n.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.id = s.NodeID
+}
+
+// leader returns the node that reports itself leader (nil if none).
+func (c *chaosNet) leader() *chaosNode {
+	for _, n := range c.nodes {
+		if n.cmd == nil {
+			continue
+		}
+		if wantState(n.node, "leader") == nil {
+			return n
+		}
+	}
+	return nil
+}
+
+func (c *chaosNet) byName(name string) *chaosNode {
+	for _, n := range c.nodes {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+// settle waits for a healthy site: three voters, exactly one kernel holding
+// the VIP, it is the leader, and the client gets answers from it.
+func (c *chaosNet) settle() *chaosNode {
+	t := c.t
+	var holder *chaosNode
+	eventually(t, 45*time.Second, "healthy site", func() error {
+		l := c.leader()
+		if l == nil {
+			return fmt.Errorf("no leader")
+		}
+		if err := wantVoters(l.node, 3); err != nil {
+			return err
+		}
+		for _, n := range c.nodes {
+			if s, err := n.status(); err != nil || !s.Ready {
+				return fmt.Errorf("%s not ready: %v", n.name, err)
+			}
+		}
+		if h := c.r.kernHolder(); h != l.name {
+			return fmt.Errorf("kernel holder %q, leader %s", h, l.name)
+		}
+		now := time.Now()
+		time.Sleep(200 * time.Millisecond)
+		if got := c.r.answeredBy(now, time.Now()); !slices.Equal(got, []string{l.name}) {
+			return fmt.Errorf("answered by %v, want only %s", got, l.name)
+		}
+		holder = l
+		return nil
+	})
+	return holder
+}
+
+func (c *chaosNet) others(x *chaosNode) []*chaosNode {
+	var out []*chaosNode
+	for _, n := range c.nodes {
+		if n != x {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// window fills the common measurements of [from, to).
+func (c *chaosNet) window(name string, from, to time.Time) faultResult {
+	c.t.Logf("  %s\n    tcp:    %s\n    kernel: %s\n    arp:    %s", name, c.r.timeline(from, to),
+		c.r.multiTimeline(true, from, to), c.r.multiTimeline(false, from, to))
+	return faultResult{fault: name, outage: c.r.maxGap(from, to), dualTCP: c.r.switchBacks(from, to),
+		dualARP: c.r.dualARP(from, to), dualKern: c.r.dualKernel(from, to)}
+}
+
+// waitFailover waits up to 10 s for an answer from a node other than old.
+func (c *chaosNet) waitFailover(t0 time.Time, old string) (time.Duration, string) {
+	var s tcpSample
+	if !waitFor(10*time.Second, func() bool { var ok bool; s, ok = c.r.firstAnswerFrom(t0, old); return ok }) {
+		c.t.Errorf("no node other than %s answered within 10s of the fault", old)
+		return 0, ""
+	}
+	return s.at.Sub(t0), s.who
+}
+
+// ---- faults ----
+
+func (c *chaosNet) faultStop() []faultResult {
+	t := c.t
+	l := c.settle()
+	t0 := time.Now()
+	l.signal(syscall.SIGSTOP)
+	fo, to := c.waitFailover(t0, l.name)
+	time.Sleep(time.Second)
+	resume := time.Now()
+	l.signal(syscall.SIGCONT)
+	drop, ok := time.Time{}, waitFor(5*time.Second, func() bool { var ok bool; _, ok = c.r.firstDrop(l.name, resume); return ok })
+	if ok {
+		drop, _ = c.r.firstDrop(l.name, resume)
+	} else {
+		t.Errorf("resumed old leader %s still has the VIP 5s after SIGCONT", l.name)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	end := time.Now()
+	res := c.window("leader SIGSTOP/SIGCONT", t0, end)
+	res.failover, res.moved = fo, to != ""
+	if n := c.r.answers(l.name, resume, end); n > 0 {
+		t.Errorf("the frozen-then-resumed old leader %s answered %d probes after SIGCONT", l.name, n)
+	}
+	if n := c.r.held(l.name, drop, end); n > 0 {
+		t.Errorf("the resumed old leader %s mounted the VIP again after dropping it", l.name)
+	}
+	frozenHeld := c.r.dualKernel(t0, resume)
+	res.note = fmt.Sprintf("old leader dropped VIP %s after SIGCONT but sent %d gratuitous ARPs after resume; overlap while frozen %s; answers after resume %d; outage after resume %s",
+		ms(drop.Sub(resume)), c.r.garpsBy(l.name, resume, end), ms(frozenHeld), c.r.answers(l.name, resume, end), ms(c.r.maxGap(resume, end)))
+	if d := c.r.dualKernel(resume.Add(time.Second), end); d > 0 {
+		t.Errorf("two kernels held the VIP for %s after the resumed leader settled", d)
+	}
+	return []faultResult{res}
+}
+
+func (c *chaosNet) faultPartitionLeader() []faultResult {
+	t := c.t
+	l := c.settle()
+	var peers []string
+	for _, o := range c.others(l) {
+		peers = append(peers, o.ip)
+	}
+	t0 := time.Now()
+	heal := partition(t, l.ns, peers)
+	fo, to := c.waitFailover(t0, l.name)
+	time.Sleep(1500 * time.Millisecond)
+	healAt := time.Now()
+	drop, dropped := c.r.firstDrop(l.name, t0)
+	if !dropped {
+		t.Errorf("partitioned old leader %s never dropped the VIP", l.name)
+	}
+	if n := c.r.held(l.name, drop, healAt); dropped && n > 0 {
+		t.Errorf("partitioned minority %s mounted the VIP again (%d samples)", l.name, n)
+	}
+	heal()
+	time.Sleep(2 * time.Second)
+	end := time.Now()
+	res := c.window("leader partitioned", t0, healAt)
+	res.failover, res.moved = fo, to != ""
+	res.note = fmt.Sprintf("minority dropped VIP after %s", ms(drop.Sub(t0)))
+	if res.dualKern > 0 {
+		t.Errorf("partition: two kernels held the VIP for %s", res.dualKern)
+	}
+	after := c.window("  healed", healAt, end)
+	if n := c.r.answers(l.name, healAt, end); n > 0 || c.r.held(l.name, healAt, end) > 0 {
+		t.Errorf("after the partition healed the VIP went back to %s", l.name)
+	}
+	after.note = fmt.Sprintf("answered by %v", c.r.answeredBy(healAt, end))
+	return []faultResult{res, after}
+}
+
+func (c *chaosNet) faultCutFollower() []faultResult {
+	t := c.t
+	h := c.settle()
+	f := c.others(h)[0]
+	var peers []string
+	for _, o := range c.others(f) {
+		peers = append(peers, o.ip)
+	}
+	t0 := time.Now()
+	heal := partition(t, f.ns, peers)
+	time.Sleep(3 * time.Second)
+	heal()
+	time.Sleep(2 * time.Second)
+	end := time.Now()
+	res := c.window("follower cut off", t0, end)
+	if got := c.r.answeredBy(t0, end); !slices.Equal(got, []string{h.name}) {
+		t.Errorf("follower cut: answered by %v, want only %s", got, h.name)
+		res.moved = true
+	}
+	if n := c.r.held(f.name, t0, end); n > 0 {
+		t.Errorf("cut-off follower %s mounted the VIP", f.name)
+	}
+	if res.dualKern > 0 {
+		t.Errorf("follower cut: two kernels held the VIP for %s", res.dualKern)
+	}
+	res.note = "VIP stays on the leader"
+	return []faultResult{res}
+}
+
+func (c *chaosNet) faultManual() []faultResult {
+	t := c.t
+	l := c.settle()
+	t0 := time.Now()
+	out, err := l.cli("vips", "failover", "site")
+	if err != nil {
+		t.Errorf("vips failover: %v", err)
+		return nil
+	}
+	fo, to := c.waitFailover(t0, l.name)
+	time.Sleep(time.Second)
+	end := time.Now()
+	res := c.window("manual failover", t0, end)
+	res.failover, res.moved = fo, to != ""
+	res.note = strings.TrimSpace(out)
+	if res.dualKern > 0 {
+		t.Errorf("manual failover: two kernels held the VIP for %s", res.dualKern)
+	}
+	var vs []struct {
+		Holder string `json:"holder"`
+		State  string `json:"state"`
+	}
+	if to != "" {
+		nn := c.byName(to)
+		eventually(t, 5*time.Second, "holder recorded", func() error {
+			if err := nn.cliJSON(&vs, "vips"); err != nil {
+				return err
+			}
+			if len(vs) != 1 || vs[0].Holder != nn.id || vs[0].State != "active" {
+				return fmt.Errorf("vips = %+v, want holder %s active", vs, nn.id)
+			}
+			return nil
+		})
+	}
+	return []faultResult{res}
+}
+
+func (c *chaosNet) faultKill() []faultResult {
+	t := c.t
+	l := c.settle()
+	t0 := time.Now()
+	l.kill()
+	fo, to := c.waitFailover(t0, l.name)
+	time.Sleep(time.Second)
+	restart := time.Now()
+	res := c.window("leader SIGKILL", t0, restart)
+	res.failover, res.moved = fo, to != ""
+	res.note = fmt.Sprintf("killed node's kernel kept the VIP: overlap %s, ARP answered by both in %d rounds", ms(res.dualKern), res.dualARP)
+	l.start()
+	eventually(t, 30*time.Second, "killed node back", func() error { return wantState(l.node, "follower") })
+	collected := waitFor(10*time.Second, func() bool { return c.r.held(l.name, time.Now().Add(-50*time.Millisecond), time.Now()) == 0 })
+	time.Sleep(1500 * time.Millisecond)
+	end := time.Now()
+	back := c.window("  killed node restarted", restart, end)
+	if got := c.r.answeredBy(restart, end); !slices.Equal(got, []string{to}) {
+		t.Errorf("restart of the killed node: answered by %v, want only %s", got, to)
+		back.moved = true
+	}
+	back.note = fmt.Sprintf("stale VIP collected on restart: %v", collected)
+	if !collected {
+		t.Errorf("the restarted node %s kept its stale VIP", l.name)
+	}
+	return []faultResult{res, back}
+}
+
+func (c *chaosNet) faultRestart() []faultResult {
+	t := c.t
+	l := c.settle()
+	t0 := time.Now()
+	if err := l.stop(); err != nil {
+		t.Error(err)
+	}
+	fo, to := c.waitFailover(t0, l.name)
+	time.Sleep(time.Second)
+	restart := time.Now()
+	res := c.window("leader SIGTERM", t0, restart)
+	res.failover, res.moved = fo, to != ""
+	if res.dualKern > 0 {
+		t.Errorf("SIGTERM: two kernels held the VIP for %s", res.dualKern)
+	}
+	l.start()
+	eventually(t, 30*time.Second, "stopped node back", func() error { return wantState(l.node, "follower") })
+	time.Sleep(1500 * time.Millisecond)
+	end := time.Now()
+	back := c.window("  stopped node restarted", restart, end)
+	if got := c.r.answeredBy(restart, end); !slices.Equal(got, []string{to}) {
+		t.Errorf("restart: answered by %v, want only %s", got, to)
+		back.moved = true
+	}
+	return []faultResult{res, back}
+}
+
+func (c *chaosNet) faultRemoveReadd() []faultResult {
+	t := c.t
+	h := c.settle()
+	var f *chaosNode
+	for _, o := range c.others(h) {
+		if o.name != "n1" { // n1's config bootstraps a new site when empty
+			f = o
+		}
+	}
+	t0 := time.Now()
+	h.mustCLI("cluster", "remove", f.id)
+	f.kill()
+	f.wipe()
+	f.start()
+	c.join(h, f)
+	eventually(t, 30*time.Second, "re-added member votes", func() error { return wantVoters(h.node, 3) })
+	time.Sleep(time.Second)
+	end := time.Now()
+	res := c.window("member removed + re-added", t0, end)
+	if got := c.r.answeredBy(t0, end); !slices.Equal(got, []string{h.name}) {
+		t.Errorf("remove/re-add: answered by %v, want only %s", got, h.name)
+		res.moved = true
+	}
+	if c.r.held(f.name, t0, end) > 0 {
+		t.Errorf("the re-added member %s mounted the VIP", f.name)
+	}
+	res.note = fmt.Sprintf("took %s", ms(end.Sub(t0)))
+	return []faultResult{res}
+}
+
+// ---- table ----
+
+func ms(d time.Duration) string {
+	return strconv.FormatInt(d.Round(time.Millisecond).Milliseconds(), 10) + "ms"
+}
+
+// failoverTable renders the results per fault: median and max failover
+// and outage, and the dual-answer counts summed over the runs.
+func failoverTable(rs []faultResult, runs int) string {
+	type agg struct {
+		fo, out          []time.Duration
+		dualTCP, dualARP int
+		dualKern         time.Duration
+		moved            int
+		n                int
+	}
+	var order []string
+	by := map[string]*agg{}
+	for _, r := range rs {
+		a, ok := by[r.fault]
+		if !ok {
+			a = &agg{}
+			by[r.fault] = a
+			order = append(order, r.fault)
+		}
+		a.n++
+		if r.failover > 0 {
+			a.fo = append(a.fo, r.failover)
+		}
+		a.out = append(a.out, r.outage)
+		a.dualTCP += r.dualTCP
+		a.dualARP += r.dualARP
+		a.dualKern += r.dualKern
+		if r.moved {
+			a.moved++
+		}
+	}
+	med := func(ds []time.Duration) string {
+		if len(ds) == 0 {
+			return "-"
+		}
+		s := slices.Clone(ds)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return ms(s[len(s)/2])
+	}
+	maxd := func(ds []time.Duration) string {
+		if len(ds) == 0 {
+			return "-"
+		}
+		return ms(slices.Max(ds))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "HA failover, 3 nodes in netns, VIP %s, %d run(s); TCP probe every %s, ARP every %s, kernel every %s\n",
+		chaosVIPCIDR, runs, tcpProbeEvery, arpProbeEvery, kernProbeEvery)
+	fmt.Fprintf(&b, "%-28s %4s %6s %9s %9s %9s %9s %8s %8s %10s\n", "fault", "n", "moved", "fo-med", "fo-max", "out-med", "out-max", "dualTCP", "dualARP", "dualKern")
+	for _, k := range order {
+		a := by[k]
+		fmt.Fprintf(&b, "%-28s %4d %6d %9s %9s %9s %9s %8d %8d %10s\n", k, a.n, a.moved, med(a.fo), maxd(a.fo), med(a.out), maxd(a.out), a.dualTCP, a.dualARP, ms(a.dualKern))
+	}
+	b.WriteString("fo = fault to first TCP answer from another node; out = longest stretch without a TCP answer;\n" +
+		"dualTCP = TCP answers switching back to a node the VIP had left (must be 0); dualARP = ARP who-has rounds answered by two MACs;\n" +
+		"dualKern = time two node kernels had the VIP on eth0 at once\n")
+	return b.String()
+}
