@@ -17,11 +17,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/smallstep/certificates/authority"
 	"github.com/smallstep/certificates/authority/config"
+	"github.com/smallstep/certificates/authority/policy"
 	"github.com/smallstep/certificates/authority/provisioner"
 	"go.step.sm/crypto/jose"
 )
@@ -60,6 +62,11 @@ type Config struct {
 	Backdate time.Duration
 	// RootLifetime and IntermediateLifetime apply when the CA is created (10y, 5y).
 	RootLifetime, IntermediateLifetime time.Duration
+	// ACMEDomains, when set, enables the authority's ACME provisioner
+	// ("acme", http-01 and tls-alpn-01) for these DNS domains only
+	// ("bootstrap.site.example", "*.site.example"). Its certificates can
+	// carry no other name, so they can never pass as node or peer identities.
+	ACMEDomains []string
 }
 
 func (c *Config) setDefaults() {
@@ -106,6 +113,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: NodeLifetime %v outside [%v, %v]", ErrConfig, c.NodeLifetime, c.MinLifetime, c.MaxLifetime)
 	case c.FederationLifetime < c.MinLifetime || c.FederationLifetime > c.MaxLifetime:
 		return fmt.Errorf("%w: FederationLifetime %v outside [%v, %v]", ErrConfig, c.FederationLifetime, c.MinLifetime, c.MaxLifetime)
+	case slices.ContainsFunc(c.ACMEDomains, func(d string) bool { return d == "" || strings.ContainsAny(d, ":/ ") }):
+		return fmt.Errorf("%w: ACMEDomains %q must be DNS names", ErrConfig, c.ACMEDomains)
 	case c.IntermediateLifetime > c.RootLifetime:
 		return fmt.Errorf("%w: IntermediateLifetime exceeds RootLifetime", ErrConfig)
 	}
@@ -368,6 +377,16 @@ func (ca *CA) startAuthority() error {
 			Backdate: dur(ca.cfg.Backdate),
 		},
 	}
+	if len(ca.cfg.ACMEDomains) > 0 {
+		cfg.AuthorityConfig.Provisioners = append(cfg.AuthorityConfig.Provisioners, &provisioner.ACME{
+			Type:       "ACME",
+			Name:       ACMEProvisionerName,
+			Challenges: []provisioner.ACMEChallenge{provisioner.HTTP_01, provisioner.TLS_ALPN_01},
+			Options: &provisioner.Options{X509: &provisioner.X509Options{
+				AllowedNames: &policy.X509NameOptions{DNSDomains: ca.cfg.ACMEDomains, CommonNames: ca.cfg.ACMEDomains},
+			}},
+		})
+	}
 	auth, err := authority.New(cfg,
 		authority.WithX509RootCerts(ca.root),
 		authority.WithX509Signer(ca.intermediate, ca.interKey),
@@ -508,7 +527,10 @@ func (ca *CA) sign(ctx context.Context, csr *x509.CertificateRequest, id string,
 
 // token mints a one-time JWK token for subject cn with the single SAN uri,
 // signed with the provisioner key.
-func (ca *CA) token(cn, uri string) (string, error) {
+func (ca *CA) token(cn, uri string) (string, error) { return ca.tokenSANs(cn, []string{uri}) }
+
+// tokenSANs mints a one-time JWK token for subject cn with the given SANs.
+func (ca *CA) tokenSANs(cn string, sans []string) (string, error) {
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: ca.provKey.Key},
 		new(jose.SignerOptions).WithType("JWT").WithHeader("kid", ca.provKey.KeyID))
 	if err != nil {
@@ -530,7 +552,7 @@ func (ca *CA) token(cn, uri string) (string, error) {
 	}
 	extra := struct {
 		SANs []string `json:"sans"`
-	}{SANs: []string{uri}}
+	}{SANs: sans}
 	tok, err := jose.Signed(signer).Claims(claims).Claims(extra).CompactSerialize()
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
