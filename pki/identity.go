@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -96,14 +99,8 @@ func OpenNodeIdentity(ctx context.Context, cfg IdentityConfig) (*NodeIdentity, e
 	n := &NodeIdentity{cfg: cfg}
 	roots := cfg.Roots
 	if roots == nil {
-		b, err := cfg.Issuer.TrustBundle(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("node identity: trust bundle: %w", err)
-		}
-		if roots, _, err = PoolFromPEM(b); err != nil {
-			return nil, fmt.Errorf("node identity: trust bundle: %w", err)
-		}
-		if err := writeFileAtomic(filepath.Join(cfg.Dir, BundleFile), b, certFileMode); err != nil {
+		var err error
+		if roots, err = loadOrFetchBundle(ctx, cfg.Issuer, filepath.Join(cfg.Dir, BundleFile)); err != nil {
 			return nil, fmt.Errorf("node identity: %w", err)
 		}
 	}
@@ -133,6 +130,53 @@ func OpenNodeIdentity(ctx context.Context, cfg IdentityConfig) (*NodeIdentity, e
 		}
 	}
 	return n, nil
+}
+
+// loadOrFetchBundle reads the saved trust bundle, or fetches it from the
+// issuer and saves it, so that a restart does not depend on the issuer
+// being reachable.
+func loadOrFetchBundle(ctx context.Context, iss Issuer, path string) (*x509.CertPool, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		pool, _, err := PoolFromPEM(b)
+		if err != nil {
+			return nil, fmt.Errorf("saved trust bundle %s: %w", path, err)
+		}
+		return pool, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("saved trust bundle: %w", err)
+	}
+	b, err := iss.TrustBundle(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("trust bundle: %w", err)
+	}
+	pool, _, err := PoolFromPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("trust bundle: %w", err)
+	}
+	if err := writeFileAtomic(path, b, certFileMode); err != nil {
+		return nil, err
+	}
+	return pool, nil
+}
+
+// PinnedRoots parses a trust bundle received from a joining flow and checks
+// that it holds the root whose SHA-256 fingerprint (hex, as step prints it)
+// the operator pinned, e.g. from the join token. Use the result as
+// IdentityConfig.Roots on a joining node. Only the pinned root is trusted;
+// other certificates in the bundle are ignored.
+func PinnedRoots(bundlePEM []byte, fingerprint string) (*x509.CertPool, error) {
+	_, certs, err := PoolFromPEM(bundlePEM)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range certs {
+		if Fingerprint(c) == strings.ToLower(fingerprint) {
+			pool := x509.NewCertPool()
+			pool.AddCert(c)
+			return pool, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: bundle does not hold the pinned root %s", ErrUntrusted, fingerprint)
 }
 
 // Run renews the certificate at two-thirds of its lifetime (with jitter)

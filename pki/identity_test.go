@@ -402,3 +402,44 @@ func TestRotationUnderLoad(t *testing.T) {
 		t.Fatalf("certificates renewed too rarely: %d client, %d server serials", len(clientSerials), len(serverSerials))
 	}
 }
+
+// TestRestartWithIssuerDown: a node restarts while its issuer (the leader
+// holding the CA, or an external CA) is unreachable; it serves its saved
+// certificate with its saved trust bundle.
+func TestRestartWithIssuerDown(t *testing.T) {
+	ca := pkitest.NewCA(t)
+	fi := &pkitest.FaultyIssuer{Next: ca}
+	dir, id := t.TempDir(), pkitest.NewID(t)
+	n1 := openIdentity(t, fi, func(c *pki.IdentityConfig) { c.Dir, c.NodeID = dir, id })
+	fi.SetFault(pkitest.Unreachable)
+	n2, err := pki.OpenNodeIdentity(t.Context(), pki.IdentityConfig{Dir: dir, NodeID: id, Issuer: fi})
+	if err != nil {
+		t.Fatalf("restart with the issuer down: %v", err)
+	}
+	if n2.Certificate().Leaf.SerialNumber.Cmp(n1.Certificate().Leaf.SerialNumber) != 0 {
+		t.Fatal("restarted node serves another certificate")
+	}
+	peer := openIdentity(t, ca)
+	if serr, cerr, _, _ := handshake(t, n2.ServerTLSConfig(), peer.ClientTLSConfig()); serr != nil || cerr != nil {
+		t.Fatalf("restarted node: server %v, client %v", serr, cerr)
+	}
+}
+
+func TestPinnedRoots(t *testing.T) {
+	ca, other := pkitest.NewCA(t), pkitest.NewCA(t)
+	bundle := append(ca.BundlePEM(), other.BundlePEM()...)
+	pool, err := pki.PinnedRoots(bundle, strings.ToUpper(pki.Fingerprint(ca.Root())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := openIdentity(t, ca, func(c *pki.IdentityConfig) { c.Roots = pool })
+	foreign := openIdentity(t, other)
+	cfg := foreign.ClientTLSConfig()
+	cfg.VerifyConnection = nil
+	if serr, _, _, _ := handshake(t, n.ServerTLSConfig(), cfg); !errors.Is(serr, pki.ErrUntrusted) {
+		t.Fatalf("root that came along in the bundle but was not pinned is trusted: %v", serr)
+	}
+	if _, err := pki.PinnedRoots(other.BundlePEM(), pki.Fingerprint(ca.Root())); !errors.Is(err, pki.ErrUntrusted) {
+		t.Fatalf("bundle without the pinned root: %v", err)
+	}
+}
