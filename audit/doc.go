@@ -36,34 +36,54 @@
 // # Durability
 //
 // Append returns only after the record is written and fdatasync'd. One writer
-// goroutine takes every queued record, writes them with one write and makes
-// them durable with one sync (group commit). On Open, a torn tail of the last
-// segment (an incomplete final line, or a tail of NUL bytes left by a power
-// loss) is truncated; anything else that does not verify is corruption:
-// appends are refused with ErrCorrupt naming the file and byte offset, and
+// goroutine takes every queued record, writes them with one pwrite and makes
+// them durable with one fdatasync (group commit); Append callers encode their
+// record bodies in parallel, the writer only adds seq, time and the chain.
+// A background goroutine keeps the active segment preallocated with synced
+// zeros (Config.PreallocBytes), so a commit overwrites allocated blocks and
+// its fdatasync flushes data only, with no file-system journal commit; the
+// zero tail is cut when the segment is rotated or the log closed, so only
+// the last segment ever ends in zeros.
+//
+// On Open, the last segment's tail is classified: zeros after the last
+// complete line are free space; an incomplete final line, or a region with
+// NUL bytes and no valid line after it (a power loss mid-write), is a torn
+// tail and is truncated (logged, Stats.TruncatedBytes). Anything else that
+// does not verify is corruption: appends are refused with a *CorruptError
+// (matching ErrCorrupt) naming the file, byte offset and first bad seq, and
 // queries keep serving the records before it. A record can exist on disk
 // that Append never acknowledged (killed between sync and return); an
-// acknowledged record is never missing.
+// acknowledged record is never missing. Open verifies every segment's chain
+// (seals and links, without a full JSON decode); Verify also decodes every
+// record and checks its canonical encoding.
+//
+// What the chain cannot show on its own: the removal of records from the
+// very end of the log (or zeroing them, which looks like a torn tail). The
+// last hash must be anchored elsewhere for that — in export manifests
+// (chain_head) and in the records shipped to the platform.
 //
 // # Overload and disk errors
 //
 // The queue is bounded (Config.QueueSize). With PolicyFailClosed (the
 // default) Append returns an error that matches ErrUnavailable (ErrQueueFull,
 // ErrDiskFull, ErrReadOnly, ErrCorrupt, ErrClosed) and the proxy must refuse
-// the call. With PolicyDrop, Append returns ErrDropped (which does not match
-// ErrUnavailable), the drop is counted (Stats.Dropped and a Prometheus
+// the call. With PolicyDrop, every such failure except ErrClosed becomes
+// ErrDropped (which does not match ErrUnavailable), the drop is counted (Stats.Dropped and a Prometheus
 // counter) and, once writes succeed again, an "audit.dropped" record carries
 // the count.
 //
 // # Local API
 //
-// Log.Handler serves, under /v1/audit/:
+// Log.Handler serves, under /v1/audit/ (export answers one JSON object
+// holding the exact JSON Lines bytes as a string plus the manifest, so the
+// CLI writes records_jsonl to a file and the manifest beside it):
 //
 //	GET tail?n=100&follow=1            JSON Lines (application/x-ndjson); follow streams new records
 //	GET query?peer=&since=&until=&action=&decision=&order=newest|oldest&limit=&cursor=
 //	                                   {"records":[…],"next_cursor":"…"}
 //	GET export?peer=&since=&until=     {"records_jsonl":"…","manifest":{…}}
 //	GET verify                         VerifyResult (200 with ok=false when the chain is broken)
+//	GET stats                          Stats
 //
 // since/until take RFC3339 times or a Go duration meaning "that long ago"
 // (export?peer=P&since=72h). Errors are {"error":"…"} with 400, 404, 405 or

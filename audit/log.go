@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -358,7 +359,7 @@ func (l *Log) Append(ctx context.Context, r Record) (uint64, error) {
 	p.body = r.appendBody(p.body[:0])
 	if err := l.enqueue(ctx, p); err != nil {
 		pendingPool.Put(p)
-		if errors.Is(err, ErrQueueFull) && l.cfg.Policy == PolicyDrop {
+		if l.cfg.Policy == PolicyDrop && errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrClosed) {
 			l.countDrop(1)
 			return 0, ErrDropped
 		}
@@ -438,6 +439,7 @@ func (l *Log) run() {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	batch := make([]*pending, 0, l.cfg.MaxBatch)
+	lastN := 0
 	drain := func() {
 		for len(batch) < l.cfg.MaxBatch {
 			select {
@@ -453,6 +455,14 @@ func (l *Log) run() {
 		case p := <-l.queue:
 			batch = append(batch[:0], p)
 			drain()
+			// Appenders woken by the previous commit are usually runnable
+			// but not queued yet: yield (no timed wait) so they join this
+			// batch instead of waiting a whole extra sync.
+			for i := 0; i < 4 && len(batch) < lastN && len(batch) < l.cfg.MaxBatch; i++ {
+				runtime.Gosched()
+				drain()
+			}
+			lastN = len(batch)
 			l.commit(batch)
 		case <-tick.C:
 			l.housekeep()
