@@ -289,8 +289,12 @@ func (p *Proxy) serveInboundHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength < 0 {
 		r.Body = http.MaxBytesReader(w, r.Body, p.cfg.Limits.MaxBodyBytes)
 	}
-	ctx = context.WithValue(ctx, callKey{}, &call{rec: &rec, seq: seq, dir: dirInbound, peer: ic.peerID})
-	rt.proxy.ServeHTTP(w, r.WithContext(ctx))
+	c := &call{rec: &rec, seq: seq, dir: dirInbound, peer: ic.peerID}
+	if isUpgrade(r) {
+		rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
+	} else if err := rt.up.forward(ctx, w, r, rt.target.Host, rt.uri(r)); err != nil {
+		p.forwardFailed(w, r, err, c)
+	}
 	ic.pm.requests.Inc()
 	ic.pm.latency.Observe(time.Since(start).Seconds())
 }
@@ -338,6 +342,10 @@ func (p *Proxy) newBackendProxy(rt *route) *httputil.ReverseProxy {
 // names the request's record.
 func (p *Proxy) forwardError(w http.ResponseWriter, r *http.Request, err error) {
 	c, _ := r.Context().Value(callKey{}).(*call)
+	p.forwardFailed(w, r, err, c)
+}
+
+func (p *Proxy) forwardFailed(w http.ResponseWriter, r *http.Request, err error, c *call) {
 	d := &denial{status: http.StatusBadGateway, reason: ReasonBackendError}
 	var mbe *http.MaxBytesError
 	switch {

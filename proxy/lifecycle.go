@@ -52,11 +52,20 @@ func (p *Proxy) StateChanged() {
 			p.outL4.closePeer(id)
 		}
 	}
-	for _, r := range verdict {
+	for id, r := range verdict {
 		if r != "" {
 			cut = true
+			if u, ok := p.peerUps.Load(id); ok {
+				u.(*upstream).closeIdle()
+			}
 		}
 	}
+	p.peerUps.Range(func(k, v any) bool {
+		if check(k.(string)) != "" {
+			v.(*upstream).closeIdle()
+		}
+		return true
+	})
 	if cut {
 		// Pooled idle connections carry no request; dropping them all is
 		// cheap and guarantees none to a revoked peer is reused.

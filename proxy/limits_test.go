@@ -1,9 +1,9 @@
 package proxy_test
 
 import (
-	"fmt"
 	"bufio"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"

@@ -122,8 +122,12 @@ func (p *Proxy) serveOutboundHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength < 0 {
 		r.Body = http.MaxBytesReader(w, r.Body, p.cfg.Limits.MaxBodyBytes)
 	}
-	ctx = context.WithValue(ctx, callKey{}, &call{rec: &rec, seq: seq, dir: dirOutbound, peer: peerID})
-	p.outProxy.ServeHTTP(w, r.WithContext(ctx))
+	c := &call{rec: &rec, seq: seq, dir: dirOutbound, peer: peerID}
+	if p.cfg.HTTP2ToPeers || isUpgrade(r) {
+		p.outProxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
+	} else if err := p.peerUpstream(peerID).forward(ctx, w, r, PeerHost(peerID), r.URL.RequestURI()); err != nil {
+		p.forwardFailed(w, r, err, c)
+	}
 	pm := p.m.peer(dirOutbound, peerID)
 	pm.requests.Inc()
 	pm.latency.Observe(time.Since(start).Seconds())

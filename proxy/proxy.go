@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,7 @@ type Proxy struct {
 	peerTransport    *http.Transport
 	outProxy         *httputil.ReverseProxy
 	dialer           *endpointDialer
+	peerUps          sync.Map // peer id → *upstream
 
 	limiters *limiters
 	conns    *registry
@@ -56,8 +58,22 @@ type Proxy struct {
 type route struct {
 	Route
 	target *url.URL
-	proxy  *httputil.ReverseProxy
+	proxy  *httputil.ReverseProxy // protocol upgrades
+	up     *upstream              // everything else
 	alpn   string
+}
+
+// uri is the request target sent to the backend: the route's base path
+// joined with the request path, and the query.
+func (r *route) uri(req *http.Request) string {
+	path := req.URL.EscapedPath()
+	if bp := strings.TrimSuffix(r.target.EscapedPath(), "/"); bp != "" {
+		path = bp + path
+	}
+	if req.URL.RawQuery != "" {
+		return path + "?" + req.URL.RawQuery
+	}
+	return path
 }
 
 // New validates cfg (after defaults) and builds a Proxy. It opens no
@@ -95,6 +111,7 @@ func New(cfg Config) (*Proxy, error) {
 		case RouteHTTP:
 			r.target, _ = url.Parse(r.Backend)
 			r.proxy = p.newBackendProxy(r)
+			r.up = newUpstream(backendDialer(r.target), cfg.Limits)
 			p.routes = append(p.routes, r)
 		case RouteTCP:
 			r.alpn = ALPNPrefix + r.Name
@@ -264,8 +281,37 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.wg.Wait()
 	p.backendTransport.CloseIdleConnections()
 	p.peerTransport.CloseIdleConnections()
+	for _, r := range p.routes {
+		r.up.closeIdle()
+	}
+	p.peerUps.Range(func(_, v any) bool { v.(*upstream).closeIdle(); return true })
 	if len(errs) > 0 {
 		return fmt.Errorf("proxy: shutdown: %w", errors.Join(errs...))
 	}
 	return nil
+}
+
+// backendDialer dials a route's backend (TLS for https backends, verified
+// against the system roots).
+func backendDialer(u *url.URL) func(ctx context.Context) (net.Conn, error) {
+	addr := hostPort(u.Scheme, u.Host)
+	d := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	if u.Scheme != "https" {
+		return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+	cfg := &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	td := &tls.Dialer{NetDialer: d, Config: cfg}
+	return func(ctx context.Context) (net.Conn, error) { return td.DialContext(ctx, "tcp", addr) }
+}
+
+// peerUpstream is the pooled HTTP/1.1 client to peer id.
+func (p *Proxy) peerUpstream(id string) *upstream {
+	if u, ok := p.peerUps.Load(id); ok {
+		return u.(*upstream)
+	}
+	u := newUpstream(func(ctx context.Context) (net.Conn, error) {
+		return p.dialer.dial(ctx, id, "http/1.1")
+	}, p.cfg.Limits)
+	got, _ := p.peerUps.LoadOrStore(id, u)
+	return got.(*upstream)
 }

@@ -1,0 +1,320 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// upstream is a lean HTTP/1.1 client for one destination (a local backend
+// or a peer): a LIFO pool of keep-alive connections, and a forward that does
+// the whole exchange on the calling goroutine (no reader/writer goroutines,
+// no channels per request). It is what makes the hot path cheap; requests it
+// cannot carry (protocol upgrades) go through httputil.ReverseProxy.
+type upstream struct {
+	dial        func(ctx context.Context) (net.Conn, error)
+	maxIdle     int
+	respTimeout time.Duration
+
+	mu   sync.Mutex
+	idle []*upConn
+}
+
+type upConn struct {
+	c  net.Conn
+	br *bufio.Reader
+	bw *bufio.Writer
+}
+
+func newUpstream(dial func(ctx context.Context) (net.Conn, error), l Limits) *upstream {
+	return &upstream{dial: dial, maxIdle: l.MaxIdlePerHost, respTimeout: l.BackendTimeout}
+}
+
+func (u *upstream) get(ctx context.Context) (*upConn, bool, error) {
+	u.mu.Lock()
+	if n := len(u.idle); n > 0 {
+		uc := u.idle[n-1]
+		u.idle[n-1] = nil
+		u.idle = u.idle[:n-1]
+		u.mu.Unlock()
+		return uc, true, nil
+	}
+	u.mu.Unlock()
+	c, err := u.dial(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	return &upConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}, false, nil
+}
+
+func (u *upstream) put(uc *upConn) {
+	u.mu.Lock()
+	if len(u.idle) < u.maxIdle {
+		u.idle = append(u.idle, uc)
+		u.mu.Unlock()
+		return
+	}
+	u.mu.Unlock()
+	uc.c.Close()
+}
+
+// closeIdle closes every pooled connection.
+func (u *upstream) closeIdle() {
+	u.mu.Lock()
+	idle := u.idle
+	u.idle = nil
+	u.mu.Unlock()
+	for _, uc := range idle {
+		uc.c.Close()
+	}
+}
+
+// hopHeaders are connection-specific and never forwarded (RFC 9110 7.6.1);
+// Expect is handled by the server side (it answers 100-continue when the
+// body is read).
+var hopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
+	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Expect": true,
+}
+
+// errUpstreamWrite marks a failure before any response byte was read.
+var errNoResponse = errors.New("upstream sent no response")
+
+var longAgo = time.Unix(1, 0)
+
+// isUpgrade reports whether r asks for a protocol switch.
+func isUpgrade(r *http.Request) bool {
+	return r.Header.Get("Upgrade") != "" && httpHeaderHasToken(r.Header, "Connection", "upgrade")
+}
+
+func httpHeaderHasToken(h http.Header, key, token string) bool {
+	for _, v := range h[key] {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// forward sends r to the upstream as "<method> <uri> HTTP/1.1" with Host
+// host and streams the response to w. An error return means nothing was
+// written to w (the caller answers it); once the response has started, a
+// failure aborts the client's stream (http.ErrAbortHandler).
+func (u *upstream) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, host, uri string) error {
+	for attempt := 0; ; attempt++ {
+		uc, reused, err := u.get(ctx)
+		if err != nil {
+			return err
+		}
+		resp, err := u.exchange(ctx, uc, r, host, uri)
+		if err != nil {
+			uc.c.Close()
+			// A pooled connection the server closed while idle fails
+			// before any response byte; retry a bodyless safe request once
+			// on a fresh connection.
+			if reused && attempt == 0 && errors.Is(err, errNoResponse) && r.ContentLength == 0 && safeMethod(r.Method) && ctx.Err() == nil {
+				continue
+			}
+			return err
+		}
+		u.respond(ctx, w, r, uc, resp)
+		return nil
+	}
+}
+
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, host, uri string) (*http.Response, error) {
+	stop := context.AfterFunc(ctx, func() { uc.c.SetDeadline(longAgo) })
+	defer stop()
+	if err := writeRequest(uc.bw, r, host, uri); err != nil {
+		return nil, fmt.Errorf("%w: write: %w", errNoResponse, err)
+	}
+	if u.respTimeout > 0 {
+		uc.c.SetReadDeadline(time.Now().Add(u.respTimeout))
+	}
+	for {
+		if _, err := uc.br.Peek(1); err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+				return nil, fmt.Errorf("%w: %w", errNoResponse, err)
+			}
+			return nil, fmt.Errorf("read response: %w", err)
+		}
+		resp, err := http.ReadResponse(uc.br, r)
+		if err != nil {
+			return nil, fmt.Errorf("read response: %w", err)
+		}
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue // 1xx interim responses are not passed on
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return nil, errors.New("upstream switched protocols on a plain request")
+		}
+		uc.c.SetReadDeadline(time.Time{})
+		return resp, nil
+	}
+}
+
+// writeRequest writes r's head and body in HTTP/1.1 client form.
+func writeRequest(bw *bufio.Writer, r *http.Request, host, uri string) error {
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(uri)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	var connTokens []string
+	if cv := r.Header["Connection"]; len(cv) > 0 {
+		for _, v := range cv {
+			for t := range strings.SplitSeq(v, ",") {
+				connTokens = append(connTokens, textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(t)))
+			}
+		}
+	}
+	for k, vs := range r.Header {
+		if hopHeaders[k] || k == "Content-Length" || k == "Host" {
+			continue
+		}
+		if connTokens != nil && containsString(connTokens, k) {
+			continue
+		}
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	switch {
+	case r.ContentLength > 0:
+		bw.WriteString("Content-Length: ")
+		bw.WriteString(strconv.FormatInt(r.ContentLength, 10))
+		bw.WriteString("\r\n\r\n")
+		n, err := io.CopyN(bw, r.Body, r.ContentLength)
+		if err != nil {
+			return fmt.Errorf("request body (%d of %d bytes): %w", n, r.ContentLength, err)
+		}
+	case r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody:
+		bw.WriteString("Transfer-Encoding: chunked\r\n\r\n")
+		bp := bufPool.Get().(*[]byte)
+		err := copyChunked(bw, r.Body, *bp)
+		bufPool.Put(bp)
+		if err != nil {
+			return err
+		}
+	default:
+		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			bw.WriteString("Content-Length: 0\r\n")
+		}
+		bw.WriteString("\r\n")
+	}
+	return bw.Flush()
+}
+
+func containsString(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// copyChunked writes src as a chunked body (no trailers).
+func copyChunked(bw *bufio.Writer, src io.Reader, buf []byte) error {
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			bw.WriteString(strconv.FormatInt(int64(n), 16))
+			bw.WriteString("\r\n")
+			bw.Write(buf[:n])
+			bw.WriteString("\r\n")
+		}
+		if err == io.EOF {
+			_, werr := bw.WriteString("0\r\n\r\n")
+			return werr
+		}
+		if err != nil {
+			return fmt.Errorf("request body: %w", err)
+		}
+	}
+}
+
+// respond streams resp to w, then pools or closes the connection.
+func (u *upstream) respond(ctx context.Context, w http.ResponseWriter, r *http.Request, uc *upConn, resp *http.Response) {
+	dst := w.Header()
+	for k, vs := range resp.Header {
+		if hopHeaders[k] {
+			continue
+		}
+		dst[k] = vs
+	}
+	w.WriteHeader(resp.StatusCode)
+	stop := context.AfterFunc(ctx, func() { uc.c.SetDeadline(longAgo) })
+	bp := bufPool.Get().(*[]byte)
+	var err error
+	if resp.ContentLength != 0 && r.Method != http.MethodHead {
+		if resp.ContentLength < 0 {
+			err = copyFlushing(w, resp.Body, *bp)
+		} else {
+			_, err = io.CopyBuffer(writerOnly{w}, resp.Body, *bp)
+		}
+	}
+	bufPool.Put(bp)
+	resp.Body.Close()
+	cut := !stop()
+	if err != nil || cut || resp.Close || r.Close {
+		uc.c.Close()
+		if err != nil {
+			// The status line is out: the only honest signal left is to
+			// abort the client's stream.
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	u.put(uc)
+}
+
+// writerOnly hides ReadFrom so io.CopyBuffer uses our pooled buffer.
+type writerOnly struct{ io.Writer }
+
+// copyFlushing copies a body of unknown length, flushing after every read
+// so streamed responses (server-sent events, long polls) are not held.
+func copyFlushing(w http.ResponseWriter, src io.Reader, buf []byte) error {
+	f, _ := w.(http.Flusher)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if f != nil {
+				f.Flush()
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
