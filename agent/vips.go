@@ -273,15 +273,53 @@ func (o *vipOwner) run(ctx context.Context) {
 	}()
 	isLeader := false // raft's view; o.leader additionally needs a barrier
 	gain := func() {
+		// Barrier is forwarded to the leader on a follower, so it alone
+		// proves nothing: confirm leadership with a quorum before and
+		// after it (a stale "leader" view after a partition must never
+		// mount).
+		if err := o.store.VerifyLeader(); err != nil {
+			o.log.Debug("not confirmed as leader: VIPs stay unmounted", LogKeyErr, err)
+			return
+		}
 		bctx, c := context.WithTimeout(ctx, 2*time.Second)
 		err := o.store.Barrier(bctx)
 		c()
+		if err == nil {
+			err = o.store.VerifyLeader()
+		}
 		if err != nil {
-			o.log.Warn("new leader could not confirm the log (Barrier): VIPs stay unmounted for now", LogKeyErr, err)
+			o.log.Warn("new leader could not confirm the log (Barrier) or its lease: VIPs stay unmounted for now", LogKeyErr, err)
 			return
 		}
 		o.setLeader(true)
 		o.converge(ctx)
+	}
+	onLeader := func(l bool) {
+		isLeader = l
+		if l {
+			gain()
+		} else {
+			o.setLeader(false)
+			o.converge(ctx) // drops every leader-held VIP at once
+		}
+	}
+	// latest takes a pending leadership change, so a lease tick never acts
+	// on a stale view. It reports false when the channel closed.
+	latest := func() bool {
+		for {
+			select {
+			case l, ok := <-leaderCh:
+				if !ok {
+					return false
+				}
+				isLeader = l
+				if !l {
+					o.setLeader(false)
+				}
+			default:
+				return true
+			}
+		}
 	}
 	for {
 		select {
@@ -291,19 +329,16 @@ func (o *vipOwner) run(ctx context.Context) {
 			if !ok {
 				return
 			}
-			isLeader = l
-			if l {
-				gain()
-			} else {
-				o.setLeader(false)
-				o.converge(ctx) // drops every leader-held VIP at once
-			}
+			onLeader(l)
 		case _, ok := <-events:
 			if !ok {
 				return
 			}
 			o.converge(ctx)
 		case <-lease.C:
+			if !latest() {
+				return
+			}
 			switch {
 			case o.leader:
 				if err := o.store.VerifyLeader(); err != nil {

@@ -533,3 +533,21 @@ func TestTwoNodeWarning(t *testing.T) {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// TestStaleLeaderViewNeverMounts: raft said "leader" but the node is no
+// longer one (a partitioned old leader; Barrier is forwarded to the real
+// leader and succeeds): without a confirmed lease nothing is mounted.
+func TestStaleLeaderViewNeverMounts(t *testing.T) {
+	f := newFakeStore(t, n1, n2, n3)
+	f.mustApply(t, raftstore.CmdVIPPut, raftstore.VIPPutPayload{Name: "site", CIDR: "10.9.0.50/32", Interface: "eth0"})
+	f.set(func(f *fakeStore) { f.verify = errors.New("node is not the leader") })
+	_, m := startOwner(t, f, n1)
+	f.setLeader(true)
+	time.Sleep(100 * time.Millisecond) // ten lease ticks
+	m.mu.Lock()
+	log := slices.Clone(m.log)
+	m.mu.Unlock()
+	if len(log) != 0 {
+		t.Fatalf("mounted on a stale leader view: %v", log)
+	}
+}
