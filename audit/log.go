@@ -59,6 +59,7 @@ type Log struct {
 	preDone chan int64
 	preBusy bool
 	preFrom int64 // start of the in-flight zero write
+	preFail time.Time
 }
 
 type preallocReq struct {
@@ -292,6 +293,7 @@ func (l *Log) openActive() error {
 		}
 		l.active, l.activeName, l.activeSize, l.activeMade = f, s.name, s.size, s.created
 		l.activeAlloc = max(l.lastAlloc, s.size)
+		l.lastAlloc = 0 // only valid for the segment recover found last
 		l.maybePrealloc()
 		return nil
 	}
@@ -515,7 +517,7 @@ func (l *Log) closeActive() error {
 // chunk of preallocated space is left, up to the segment size limit.
 func (l *Log) maybePrealloc() {
 	l.collectPrealloc(false)
-	if l.cfg.PreallocBytes < 0 || l.preBusy || l.active == nil {
+	if l.cfg.PreallocBytes < 0 || l.preBusy || l.active == nil || time.Since(l.preFail) < 10*time.Second {
 		return
 	}
 	from := max(l.activeAlloc, l.activeSize)
@@ -545,6 +547,9 @@ func (l *Log) collectPrealloc(wait bool) {
 		}
 	}
 	l.preBusy = false
+	if end < 0 {
+		l.preFail = time.Now() // e.g. disk full: retry later, not per batch
+	}
 	if end > l.activeAlloc {
 		l.activeAlloc = end
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 
 	"fmt"
 	"io"
@@ -352,7 +353,7 @@ func (l *Log) Verify() (VerifyResult, error) {
 	l.mu.RLock()
 	var activeName string
 	var activeSize int64 = -1
-	if n := len(l.segs); n > 0 && l.state == nil {
+	if n := len(l.segs); n > 0 && (l.state == nil || !errors.Is(l.state, ErrCorrupt)) {
 		activeName, activeSize = l.segs[n-1].name, l.segs[n-1].size
 	}
 	l.mu.RUnlock()
@@ -378,7 +379,8 @@ func verifyDir(fs FS, dir, activeName string, activeSize int64) (VerifyResult, e
 	var prevLast uint64
 	for i, name := range names {
 		seq, _ := parseSegName(name)
-		o := scanOpts{name: name, nameSeq: seq, full: true, limit: -1}
+		// Only the last segment may end in preallocated zeros.
+		o := scanOpts{name: name, nameSeq: seq, full: true, limit: -1, zeroTail: i == len(names)-1}
 		if i > 0 {
 			if seq != prevLast+1 {
 				return bad(&CorruptError{File: name, Seq: prevLast + 1, Reason: fmt.Sprintf("segment starts at seq %d, previous segment ends at %d", seq, prevLast)})

@@ -332,3 +332,22 @@ func FuzzSegmentReader(f *testing.F) {
 		}
 	})
 }
+
+func TestZeroTailOnlyInLastSegment(t *testing.T) {
+	src := t.TempDir()
+	fillLog(t, src, 30)
+	names, _ := listSegments(OSFS{}, src)
+	for i, name := range []string{names[len(names)-1], names[1]} {
+		dir := copyDir(t, src)
+		f, _ := os.OpenFile(filepath.Join(dir, name), os.O_WRONLY|os.O_APPEND, 0)
+		f.Write(make([]byte, 5000))
+		f.Close()
+		v, err := VerifyDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if last := i == 0; v.OK != last {
+			t.Fatalf("zeros after %s (last=%v): Verify = %+v", name, last, v)
+		}
+	}
+}
