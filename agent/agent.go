@@ -20,7 +20,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/powernode/fedgate/audit"
 	"github.com/powernode/fedgate/pki"
+	"github.com/powernode/fedgate/proxy"
 	"github.com/powernode/fedgate/raftstore"
 )
 
@@ -52,7 +54,9 @@ type Agent struct {
 	ready   atomic.Bool
 	joinMu  sync.Mutex
 
-	net *netPart // nil when netctl is off
+	net   *netPart     // nil when netctl is off
+	audit *audit.Log   // the node's audit log
+	proxy *proxy.Proxy // nil when no proxy listener is configured
 
 	clusterAddr string // bound address of the cluster API
 	runCtx      context.Context
@@ -119,6 +123,9 @@ func (a *Agent) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := a.openAudit(); err != nil {
+		return err
+	}
 	bootstrap := a.cfg.Raft.Bootstrap == nil || *a.cfg.Raft.Bootstrap
 	switch {
 	case rec != nil && rec.Role == "ca":
@@ -148,7 +155,10 @@ func (a *Agent) start(ctx context.Context) error {
 // startParts starts what needs the replicated state: netctl and VIPs.
 func (a *Agent) startParts(ctx context.Context) error {
 	a.recordSelf(ctx)
-	return a.startNet(ctx)
+	if err := a.startNet(ctx); err != nil {
+		return err
+	}
+	return a.startProxy(ctx)
 }
 
 // recordSelf keeps this node's member record (raft and cluster API
@@ -452,7 +462,7 @@ func (a *Agent) serveLocalAPI() error {
 	if err != nil {
 		return fmt.Errorf("local API: %w", err)
 	}
-	srv := &http.Server{Handler: a.localAPI(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: a.localAPI(), ReadHeaderTimeout: 10 * time.Second, ConnContext: withPeerCred}
 	a.serve("local API", srv, ln)
 	a.closers = append(a.closers, func() { os.Remove(a.cfg.API.Socket) })
 	return nil

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/powernode/fedgate/audit"
 	"github.com/powernode/fedgate/federation"
 	"github.com/powernode/fedgate/raftstore"
 )
@@ -285,6 +286,9 @@ func (a *Agent) handlePeerAdd(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := a.auditLocal(r, audit.ActionPeerTransition, p.ID, "peer added", map[string]string{"to": string(p.Status)}); err != nil {
+		return err
+	}
 	return a.answerPeer(w, http.StatusCreated, p.ID, res)
 }
 
@@ -320,6 +324,9 @@ func (a *Agent) handlePeerTransition(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
+	if err := a.auditLocal(r, audit.ActionPeerTransition, id, body.Reason, map[string]string{"to": string(body.Status)}); err != nil {
+		return err
+	}
 	return a.answerPeer(w, http.StatusOK, id, res)
 }
 
@@ -339,6 +346,9 @@ func (a *Agent) revokePeer(w http.ResponseWriter, r *http.Request, id, reason st
 	}
 	res, err := a.apply(r.Context(), raftstore.CmdPeerRevoke, raftstore.PeerRevokePayload{ID: id, Reason: reason})
 	if err != nil {
+		return err
+	}
+	if err := a.auditLocal(r, audit.ActionPeerTransition, id, reason, map[string]string{"to": string(federation.StatusRevoked)}); err != nil {
 		return err
 	}
 	return a.answerPeer(w, http.StatusOK, id, res)
@@ -406,6 +416,10 @@ func (a *Agent) handleGrantIssue(w http.ResponseWriter, r *http.Request) error {
 	if _, err := a.apply(r.Context(), raftstore.CmdGrantIssue, g); err != nil {
 		return err
 	}
+	if err := a.auditLocal(r, audit.ActionGrantIssue, g.FederationPeerID, "", map[string]string{"grant_id": g.ID,
+		"remote_subject": g.RemoteSubject, "resource_kind": g.ResourceKind}); err != nil {
+		return err
+	}
 	tok, err := federation.MintToken(a.secrets.grant, g.ID)
 	if err != nil {
 		return err
@@ -431,6 +445,9 @@ func (a *Agent) handleGrantRevoke(w http.ResponseWriter, r *http.Request) error 
 	}
 	st, _ := a.state()
 	g, _ := st.Grant(id)
+	if err := a.auditLocal(r, audit.ActionGrantRevoke, g.FederationPeerID, body.Reason, map[string]string{"grant_id": id}); err != nil {
+		return err
+	}
 	writeJSON(w, http.StatusOK, g)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -44,6 +45,70 @@ type Config struct {
 	Federation FederationConfig `yaml:"federation"`
 	// Net is netctl: WireGuard interfaces and VIP mounts.
 	Net NetConfig `yaml:"netctl"`
+	// Audit is the node's tamper-evident audit log.
+	Audit AuditConfig `yaml:"audit"`
+	// Proxy is the federation data path.
+	Proxy ProxyConfig `yaml:"proxy"`
+}
+
+// ProxyConfig configures the federation proxy. Empty addresses disable
+// the listener.
+type ProxyConfig struct {
+	// Inbound is the peer-facing mTLS listener (e.g. the site VIP :8443).
+	Inbound string `yaml:"inbound"`
+	// Outbound is the loopback listener platform services send peer calls to.
+	Outbound string `yaml:"outbound"`
+	// OutboundSocket is the unix socket for the same (mode 0660).
+	OutboundSocket string `yaml:"outbound_socket"`
+	// SDWANNetworkID names the overlay inbound calls arrive on (grants'
+	// sdwan_network_ids allowlist).
+	SDWANNetworkID string `yaml:"sdwan_network_id"`
+	// ResourceKinds are the capabilities this site declares to its peers.
+	ResourceKinds []string `yaml:"resource_kinds"`
+	// MigrationGrace is how long Powernode-Migration-Id calls outlive a
+	// revocation (default 5m, commitment 4).
+	MigrationGrace time.Duration `yaml:"migration_grace"`
+	// Routes are the inbound routes to local backends.
+	Routes []ProxyRoute `yaml:"routes"`
+	// OutboundL4 are local TCP listeners bound to an L4 route of a peer.
+	OutboundL4 []ProxyOutboundL4 `yaml:"outbound_l4"`
+}
+
+// ProxyRoute is one inbound route.
+type ProxyRoute struct {
+	Name         string `yaml:"name"`
+	Kind         string `yaml:"kind"` // http (default) or tcp
+	PathPrefix   string `yaml:"path_prefix"`
+	Backend      string `yaml:"backend"`
+	ResourceKind string `yaml:"resource_kind"`
+	RequireGrant bool   `yaml:"require_grant"`
+	Scope        string `yaml:"scope"`
+	RateLimited  bool   `yaml:"rate_limited"`
+}
+
+// ProxyOutboundL4 is a local TCP listener for one peer's L4 route.
+type ProxyOutboundL4 struct {
+	Listen string `yaml:"listen"`
+	Peer   string `yaml:"peer"`
+	Route  string `yaml:"route"`
+}
+
+// AuditConfig configures the audit log.
+type AuditConfig struct {
+	// Dir holds the segments. Default DATA_DIR/audit.
+	Dir string `yaml:"dir"`
+	// Retention deletes whole segments older than this (0 keeps all).
+	// The contract asks for 72-hour excerpts: keep at least that.
+	Retention time.Duration `yaml:"retention"`
+	// SegmentMaxBytes rotates segments by size (default 64 MiB).
+	SegmentMaxBytes int64 `yaml:"segment_max_bytes"`
+	// Policy when the disk cannot keep up or fills: fail_closed (refuse
+	// the audited call; default) or drop (count, and record the count).
+	Policy string `yaml:"policy"`
+	// PlatformURL, when set, ships records to the platform as FleetEvents.
+	PlatformURL string `yaml:"platform_url"`
+	// PlatformTokenFile holds the node API bearer token (0600).
+	PlatformTokenFile string `yaml:"platform_token_file"`
 }
 
 // NetConfig configures netctl.
@@ -160,7 +225,8 @@ func DefaultConfig() Config {
 		Federation: FederationConfig{
 			PlatformVersion: "1.0.0",
 		},
-		Net: NetConfig{Mode: "on", Backend: "auto"},
+		Net:   NetConfig{Mode: "on", Backend: "auto"},
+		Audit: AuditConfig{Policy: "fail_closed"},
 	}
 }
 
@@ -363,7 +429,87 @@ func (c *Config) Validate() error {
 	if c.Federation.PlatformVersion == "" {
 		return badField("federation.platform_version", "must be set (semver)")
 	}
-	return c.Net.validate()
+	if err := c.Net.validate(); err != nil {
+		return err
+	}
+	if err := c.Audit.validate(); err != nil {
+		return err
+	}
+	return c.Proxy.validate()
+}
+
+func (p *ProxyConfig) validate() error {
+	for k, v := range map[string]string{"proxy.inbound": p.Inbound, "proxy.outbound": p.Outbound} {
+		if v != "" {
+			if err := checkHostPort(k, v, false); err != nil {
+				return err
+			}
+		}
+	}
+	if p.Outbound != "" {
+		host, _, _ := net.SplitHostPort(p.Outbound)
+		if ip, err := netip.ParseAddr(host); (err != nil || !ip.IsLoopback()) && host != "localhost" {
+			return badField("proxy.outbound", "must be a loopback address: local services reach peers through it without credentials")
+		}
+	}
+	if p.OutboundSocket != "" && !filepath.IsAbs(p.OutboundSocket) {
+		return badField("proxy.outbound_socket", "must be an absolute path")
+	}
+	if p.MigrationGrace < 0 {
+		return badField("proxy.migration_grace", "must not be negative")
+	}
+	names := map[string]bool{}
+	for i, r := range p.Routes {
+		switch {
+		case r.Name == "" || names[r.Name]:
+			return badField("proxy.routes", "routes[%d]: name %q is empty or repeated", i, r.Name)
+		case r.Kind != "" && r.Kind != "http" && r.Kind != "tcp":
+			return badField("proxy.routes", "routes[%d] (%s): kind must be http or tcp", i, r.Name)
+		case r.Backend == "":
+			return badField("proxy.routes", "routes[%d] (%s): backend must be set", i, r.Name)
+		case r.ResourceKind == "":
+			return badField("proxy.routes", "routes[%d] (%s): resource_kind must be set (default deny)", i, r.Name)
+		case (r.Kind == "" || r.Kind == "http") && !strings.HasPrefix(r.PathPrefix, "/"):
+			return badField("proxy.routes", "routes[%d] (%s): path_prefix must start with /", i, r.Name)
+		}
+		names[r.Name] = true
+	}
+	for i, o := range p.OutboundL4 {
+		if err := checkHostPort("proxy.outbound_l4", o.Listen, false); err != nil {
+			return badField("proxy.outbound_l4", "outbound_l4[%d]: listen %q is not host:port", i, o.Listen)
+		}
+		if o.Peer == "" || o.Route == "" {
+			return badField("proxy.outbound_l4", "outbound_l4[%d]: peer and route must be set", i)
+		}
+	}
+	return nil
+}
+
+func (a *AuditConfig) validate() error {
+	if a.Dir != "" && !filepath.IsAbs(a.Dir) {
+		return badField("audit.dir", "must be an absolute path")
+	}
+	if a.Retention < 0 || (a.Retention > 0 && a.Retention < 72*time.Hour) {
+		return badField("audit.retention", "must be 0 (keep all) or at least 72h (contract commitment 5), got %s", a.Retention)
+	}
+	if a.SegmentMaxBytes < 0 || (a.SegmentMaxBytes > 0 && a.SegmentMaxBytes < 4096) {
+		return badField("audit.segment_max_bytes", "must be 0 (default) or at least 4096")
+	}
+	switch a.Policy {
+	case "fail_closed", "drop":
+	default:
+		return badField("audit.policy", "must be fail_closed or drop, got %q", a.Policy)
+	}
+	if a.PlatformURL != "" {
+		u, err := url.Parse(a.PlatformURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return badField("audit.platform_url", "must be an http(s) URL, got %q", a.PlatformURL)
+		}
+		if a.PlatformTokenFile == "" {
+			return badField("audit.platform_token_file", "must be set with audit.platform_url")
+		}
+	}
+	return nil
 }
 
 func (n *NetConfig) validate() error {
@@ -439,5 +585,7 @@ func DevConfig(dataDir string) Config {
 	c.Metrics.Listen = ""
 	c.Net.Mode = "auto"
 	c.Net.DeviceLogDir = filepath.Join(dataDir, "run")
+	c.Proxy.Inbound = "127.0.0.1:0"
+	c.Proxy.Outbound = "127.0.0.1:0"
 	return c
 }

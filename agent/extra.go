@@ -1,7 +1,10 @@
 package agent
 
 import (
+	"fmt"
 	"io"
+
+	"github.com/powernode/fedgate/audit"
 	"net/http"
 )
 
@@ -11,7 +14,20 @@ func (a *Agent) mountExtra(mux *http.ServeMux, handle func(string, func(http.Res
 	handle("GET /v1/vips", a.handleVIPs)
 	handle("POST /v1/vips", a.handleVIPAdd)
 	handle("DELETE /v1/vips/{name}", a.handleVIPDelete)
+	handle("POST /v1/vips/{name}/failover", a.handleVIPFailover)
+	if a.audit != nil {
+		mux.Handle(audit.HandlerPrefix, a.audit.Handler())
+	}
 }
 
 // printExtra prints where the optional parts listen.
-func (a *Agent) printExtra(w io.Writer) {}
+func (a *Agent) printExtra(w io.Writer) {
+	if a.proxy != nil {
+		for _, l := range proxyAddrs(a.proxy) {
+			fmt.Fprintf(w, "  proxy:       %s\n", l)
+		}
+	}
+	if a.net != nil {
+		fmt.Fprintf(w, "  netctl:      on (WireGuard public key %s)\n", a.net.m.PublicKey())
+	}
+}

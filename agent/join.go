@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/powernode/fedgate/federation"
 	"github.com/powernode/fedgate/pki"
 	"github.com/powernode/fedgate/raftstore"
 )
@@ -139,9 +140,13 @@ func (a *Agent) handleTrustBundle(w http.ResponseWriter, r *http.Request) error 
 }
 
 type joinSignRequest struct {
-	Token  string `json:"token"`
+	Token  string `json:"token,omitempty"`
 	NodeID string `json:"node_id"`
 	CSR    string `json:"csr_pem"`
+	// Kind is "node" (default) or "federation"; AssignedID names the
+	// identity of a federation certificate (the id a peer assigned us).
+	Kind       string `json:"kind,omitempty"`
+	AssignedID string `json:"assigned_id,omitempty"`
 }
 
 type joinSignResponse struct {
@@ -267,7 +272,19 @@ func (a *Agent) handleRenewSign(w http.ResponseWriter, r *http.Request) error {
 	if blk == nil {
 		return errStatus(http.StatusBadRequest, "bad_csr", "csr_pem is not PEM")
 	}
-	chain, err := a.ca.Sign(r.Context(), pki.SignRequest{Kind: pki.KindNode, ID: id, CSR: blk.Bytes, Lifetime: a.cfg.PKI.NodeCertLifetime})
+	sr := pki.SignRequest{Kind: pki.KindNode, ID: id, CSR: blk.Bytes, Lifetime: a.cfg.PKI.NodeCertLifetime}
+	if req.Kind == "federation" {
+		// Only for an identity a peer of this site actually assigned us.
+		known := false
+		for _, p := range a.storeMust().State().Peers() {
+			known = known || p.OutboundSubject == federation.SubjectFor(req.AssignedID)
+		}
+		if !known {
+			return errStatus(http.StatusForbidden, "unknown_identity", "no peer assigned this site the id %q", req.AssignedID)
+		}
+		sr = pki.SignRequest{Kind: pki.KindFederation, ID: req.AssignedID, CSR: blk.Bytes}
+	}
+	chain, err := a.ca.Sign(r.Context(), sr)
 	if err != nil {
 		return errStatus(http.StatusBadRequest, "bad_csr", "%v", err)
 	}
@@ -309,10 +326,10 @@ func (ri *remoteIssuer) TrustBundle(context.Context) ([]byte, error) {
 }
 
 func (ri *remoteIssuer) Sign(ctx context.Context, req pki.SignRequest) ([]byte, error) {
-	if req.Kind != pki.KindNode {
-		return nil, fmt.Errorf("remote issuer signs node certificates only")
+	body := joinSignRequest{NodeID: ri.a.nodeID, CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: req.CSR}))}
+	if req.Kind == pki.KindFederation {
+		body.Kind, body.AssignedID = "federation", req.ID
 	}
-	body := joinSignRequest{NodeID: req.ID, CSR: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: req.CSR}))}
 	path := "/v1/sign"
 	if ri.token != "" {
 		body.Token, path = ri.token, "/v1/join"

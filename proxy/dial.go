@@ -161,8 +161,10 @@ func (d *endpointDialer) dialOne(ctx context.Context, peerID, addr, alpn string,
 		tcp.SetKeepAlive(true)
 		tcp.SetKeepAlivePeriod(30 * time.Second)
 	}
-	host, _, _ := net.SplitHostPort(addr)
-	tc := tls.Client(&countConn{Conn: raw, in: pm.bytesIn, out: pm.bytesOut}, d.tlsConfig(peerID, host, alpn))
+	// SNI names the identity we know the peer by ("<peer-id>.peer.fedgate"),
+	// so a site federated with many peers presents the certificate it holds
+	// for us; the endpoint host (often an IP literal) is not sent.
+	tc := tls.Client(&countConn{Conn: raw, in: pm.bytesIn, out: pm.bytesOut}, d.tlsConfig(peerID, PeerHost(peerID), alpn))
 	hctx, cancel := context.WithTimeout(ctx, l.EndpointTimeout)
 	err = tc.HandshakeContext(hctx)
 	cancel()

@@ -37,6 +37,7 @@ func newRootCmd() *cobra.Command {
 		newContractCmd(g),
 		newReloadCmd(g),
 		newTunnelsCmd(g),
+		newAuditCmd(g),
 		newVIPsCmd(g),
 	)
 	return root
