@@ -80,9 +80,10 @@ func (c *IdentityConfig) Validate() error {
 // configurations below pick up a new certificate on the next handshake
 // without restart.
 type NodeIdentity struct {
-	cfg   IdentityConfig
-	m     *managed
-	roots atomic.Pointer[x509.CertPool]
+	cfg    IdentityConfig
+	chains chainCache
+	m      *managed
+	roots  atomic.Pointer[x509.CertPool]
 }
 
 // OpenNodeIdentity loads or generates the node key, loads the saved
@@ -281,7 +282,7 @@ func (n *NodeIdentity) ClientTLSConfigFor(nodeID string) *tls.Config {
 
 func (n *NodeIdentity) verifier(usage x509.ExtKeyUsage, want string) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
-		id, err := VerifyNode(cs.PeerCertificates, n.roots.Load(), time.Now(), usage, n.cfg.Revocations)
+		id, err := verifyNode(&n.chains, cs.PeerCertificates, n.roots.Load(), time.Now(), usage, n.cfg.Revocations)
 		if err != nil {
 			return err
 		}
@@ -295,10 +296,14 @@ func (n *NodeIdentity) verifier(usage x509.ExtKeyUsage, want string) func(tls.Co
 // VerifyNode verifies a presented chain (leaf first) as a node of the site
 // whose trust anchors are roots, and returns the node id. revs may be nil.
 func VerifyNode(certs []*x509.Certificate, roots *x509.CertPool, now time.Time, usage x509.ExtKeyUsage, revs RevocationChecker) (string, error) {
+	return verifyNode(nil, certs, roots, now, usage, revs)
+}
+
+func verifyNode(cache *chainCache, certs []*x509.Certificate, roots *x509.CertPool, now time.Time, usage x509.ExtKeyUsage, revs RevocationChecker) (string, error) {
 	if len(certs) == 0 {
 		return "", ErrNoPeerCertificate
 	}
-	if _, err := verifyChain(certs, roots, now, []x509.ExtKeyUsage{usage}); err != nil {
+	if _, err := cache.verify(certs, roots, now, usage); err != nil {
 		return "", err
 	}
 	id, err := NodeIDFromCert(certs[0])

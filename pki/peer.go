@@ -61,8 +61,9 @@ type PeerVerifierConfig struct {
 type PeerVerifier struct {
 	cfg PeerVerifierConfig
 
-	mu    sync.Mutex
-	pools map[[32]byte]*x509.CertPool
+	mu     sync.Mutex
+	pools  map[[32]byte]*x509.CertPool
+	chains chainCache
 }
 
 // NewPeerVerifier returns a verifier reading peers from cfg.Peers.
@@ -126,14 +127,14 @@ func (v *PeerVerifier) Verify(certs []*x509.Certificate, usage x509.ExtKeyUsage)
 	if err != nil {
 		return Identity{}, fmt.Errorf("%w: peer %s trust bundle: %w", ErrUntrusted, id, err)
 	}
-	chains, err := verifyChain(certs, roots, v.cfg.Now(), []x509.ExtKeyUsage{usage})
+	chain, err := v.chains.verify(certs, roots, v.cfg.Now(), usage)
 	if err != nil {
 		return Identity{}, fmt.Errorf("peer %s: %w", id, err)
 	}
 	spki := SPKIHash(leaf)
 	// Every certificate of the chain is checked: revoking a peer's
 	// intermediate cuts off everything it signed.
-	for _, c := range chains[0] {
+	for _, c := range chain {
 		if v.cfg.Peers.Revoked(c.SerialNumber, SPKIHash(c)) {
 			return Identity{}, fmt.Errorf("%w: peer %s certificate %q serial %s", ErrRevoked, id, c.Subject, c.SerialNumber.Text(16))
 		}
@@ -145,7 +146,7 @@ func (v *PeerVerifier) Verify(certs []*x509.Certificate, usage x509.ExtKeyUsage)
 		Serial:     leaf.SerialNumber,
 		SPKI:       spki,
 		NotAfter:   leaf.NotAfter,
-		Chain:      chains[0],
+		Chain:      chain,
 	}, nil
 }
 
