@@ -201,6 +201,9 @@ func TestCrashSIGKILL(t *testing.T) {
 		l.Close()
 		iterTime += time.Since(tIter)
 	}
+	if v, err := VerifyDir(dir); err != nil || !v.OK || v.LastSeq != maxSeq {
+		t.Fatalf("final VerifyDir = %+v, %v", v, err)
+	}
 	t.Logf("time in reopen %v of %v", openTime, iterTime)
 	t.Logf("%d kills (%d after acknowledgements, %d left a torn tail), %d acknowledged records checked, last seq %d", kills, withAcks, torn, totalAcked, maxSeq)
 	if totalAcked == 0 {

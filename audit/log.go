@@ -674,7 +674,9 @@ func (l *Log) commit(batch []*pending) {
 
 func (l *Log) writeBatch(batch []*pending, dropN uint64) error {
 	buf := l.buf[:0]
-	seq, prev := l.lastSeq, l.lastHash
+	seq := l.lastSeq
+	var prev [64]byte
+	copy(prev[:], l.lastHash)
 	now := l.cfg.Clock.Now().UTC()
 	if now.Before(l.lastTime) {
 		now = l.lastTime
@@ -687,8 +689,8 @@ func (l *Log) writeBatch(batch []*pending, dropN uint64) error {
 		start := len(buf)
 		buf = appendHead(buf, seq, now)
 		buf = r.appendBody(buf)
-		buf = appendTail(buf, prev)
-		buf, prev = sealLine(buf, start)
+		buf = appendTailHex(buf, &prev)
+		buf = sealInto(buf, start, &prev)
 		extra = 1
 	}
 	first := seq + 1
@@ -697,8 +699,8 @@ func (l *Log) writeBatch(batch []*pending, dropN uint64) error {
 		start := len(buf)
 		buf = appendHead(buf, seq, now)
 		buf = append(buf, p.body...)
-		buf = appendTail(buf, prev)
-		buf, prev = sealLine(buf, start)
+		buf = appendTailHex(buf, &prev)
+		buf = sealInto(buf, start, &prev)
 	}
 	l.buf = buf
 	if l.preBusy && l.activeSize+int64(len(buf)) > l.preFrom {
@@ -727,13 +729,14 @@ func (l *Log) writeBatch(batch []*pending, dropN uint64) error {
 		return err
 	}
 	l.activeSize += int64(len(buf))
+	last := string(prev[:])
 	l.mu.Lock()
 	s := &l.segs[len(l.segs)-1]
 	if s.empty() {
 		s.firstTime = now
 	}
-	s.lastSeq, s.lastHash, s.lastTime, s.size = seq, prev, now, l.activeSize
-	l.lastSeq, l.lastHash, l.lastTime = seq, prev, now
+	s.lastSeq, s.lastHash, s.lastTime, s.size = seq, last, now, l.activeSize
+	l.lastSeq, l.lastHash, l.lastTime = seq, last, now
 	if l.state != nil && !errors.Is(l.state, ErrCorrupt) {
 		l.lg.Info("audit: writes succeed again", "last_seq", seq)
 		l.state = nil

@@ -222,16 +222,33 @@ func appendTail(b []byte, prev string) []byte {
 // it hashes line[start:] + `"}`, then appends the hex hash, `"}` and a
 // newline. It returns the line and the hash.
 func sealLine(b []byte, start int) ([]byte, string) {
-	h := sha256.New()
-	h.Write(b[start:])
-	h.Write([]byte(`"}`))
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
 	n := len(b)
+	b = append(b, '"', '}')
+	sum := sha256.Sum256(b[start:]) // no allocation, unlike sha256.New
+	b = b[:n]
 	b = hex.AppendEncode(b, sum[:])
 	hs := string(b[n:])
 	b = append(b, '"', '}', '\n')
 	return b, hs
+}
+
+// sealInto is sealLine for the writer's hot path: the hex hash goes into
+// *hash instead of a new string, and appendTailHex takes it back.
+func sealInto(b []byte, start int, hash *[64]byte) []byte {
+	n := len(b)
+	b = append(b, '"', '}')
+	sum := sha256.Sum256(b[start:])
+	b = b[:n]
+	hex.Encode(hash[:], sum[:])
+	b = append(b, hash[:]...)
+	return append(b, '"', '}', '\n')
+}
+
+// appendTailHex is appendTail for a hash held as hex bytes (never escaped).
+func appendTailHex(b []byte, prev *[64]byte) []byte {
+	b = append(b, `,"prev_hash":"`...)
+	b = append(b, prev[:]...)
+	return append(b, `","hash":"`...)
 }
 
 // MarshalJSON returns the canonical encoding of r (no trailing newline). It

@@ -75,6 +75,14 @@ func TestSealMatchesComputeHash(t *testing.T) {
 	b = r.appendBody(b)
 	b = appendTail(b, r.PrevHash)
 	line, h := sealLine(b, 0)
+	var prev, got [64]byte
+	copy(prev[:], r.PrevHash)
+	hot := appendHead(nil, r.Seq, r.Time)
+	hot = r.appendBody(hot)
+	hot = appendTailHex(hot, &prev)
+	if hot = sealInto(hot, 0, &got); !bytes.Equal(hot, line) || string(got[:]) != h {
+		t.Fatalf("sealInto differs from sealLine:\n%s\n%s", hot, line)
+	}
 	if h != r.ComputeHash() {
 		t.Fatalf("seal hash %s != ComputeHash %s", h, r.ComputeHash())
 	}
