@@ -73,6 +73,7 @@ type Limits struct {
 	EndpointTimeout   time.Duration // TLS handshake per peer endpoint (3s)
 	EndpointBackoff   time.Duration // skip a failed endpoint for (5s)
 	MaxIdlePerHost    int           // pooled idle connections per backend/peer (256)
+	MaxConnsPerHost   int           // open connections per backend/peer; more requests queue (256)
 }
 
 // Config configures a Proxy.
@@ -187,6 +188,9 @@ func (c *Config) setDefaults() {
 	if l.MaxIdlePerHost == 0 {
 		l.MaxIdlePerHost = 256
 	}
+	if l.MaxConnsPerHost == 0 {
+		l.MaxConnsPerHost = 256
+	}
 	for i := range c.Routes {
 		if c.Routes[i].Kind == "" {
 			c.Routes[i].Kind = RouteHTTP
@@ -278,7 +282,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	l := c.Limits
-	if l.MaxConns < 1 || l.MaxHeaderBytes < 1024 || l.MaxBodyBytes < 1 || l.MaxIdlePerHost < 1 {
+	if l.MaxConns < 1 || l.MaxHeaderBytes < 1024 || l.MaxBodyBytes < 1 || l.MaxIdlePerHost < 1 || l.MaxConnsPerHost < 1 {
 		add("Limits: MaxConns, MaxHeaderBytes (>= 1024), MaxBodyBytes and MaxIdlePerHost must be positive")
 	}
 	if c.MigrationGrace < 0 {

@@ -421,3 +421,5 @@ func mustPrefixes(ss ...string) []netip.Prefix {
 func ioCopy(w io.Writer, r io.Reader) (int64, error) { return io.Copy(w, r) }
 
 type netTCPAddr = net.TCPAddr
+
+type x509Cert = x509.Certificate

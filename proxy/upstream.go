@@ -25,36 +25,70 @@ type upstream struct {
 	dial        func(ctx context.Context) (net.Conn, error)
 	maxIdle     int
 	respTimeout time.Duration
+	// slots caps open connections: under overload requests queue for a
+	// connection instead of opening ever more (each a TLS handshake).
+	slots chan struct{}
 
 	mu   sync.Mutex
 	idle []*upConn
 }
 
 type upConn struct {
-	c  net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	c       net.Conn
+	br      *bufio.Reader
+	bw      *bufio.Writer
+	closeFn func()
+	once    sync.Once
+}
+
+// close closes the connection and frees its slot (once).
+func (uc *upConn) close() {
+	uc.once.Do(func() {
+		uc.c.Close()
+		if uc.closeFn != nil {
+			uc.closeFn()
+		}
+	})
 }
 
 func newUpstream(dial func(ctx context.Context) (net.Conn, error), l Limits) *upstream {
-	return &upstream{dial: dial, maxIdle: l.MaxIdlePerHost, respTimeout: l.BackendTimeout}
+	return &upstream{dial: dial, maxIdle: l.MaxIdlePerHost, respTimeout: l.BackendTimeout,
+		slots: make(chan struct{}, l.MaxConnsPerHost)}
 }
 
 func (u *upstream) get(ctx context.Context) (*upConn, bool, error) {
+	for {
+		if uc := u.popIdle(); uc != nil {
+			return uc, true, nil
+		}
+		select {
+		case u.slots <- struct{}{}:
+			c, err := u.dial(ctx)
+			if err != nil {
+				<-u.slots
+				return nil, false, err
+			}
+			uc := &upConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}
+			uc.closeFn = func() { <-u.slots }
+			return uc, false, nil
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+			// at the cap: look for a connection returned meanwhile
+		}
+	}
+}
+
+func (u *upstream) popIdle() *upConn {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	if n := len(u.idle); n > 0 {
 		uc := u.idle[n-1]
 		u.idle[n-1] = nil
 		u.idle = u.idle[:n-1]
-		u.mu.Unlock()
-		return uc, true, nil
+		return uc
 	}
-	u.mu.Unlock()
-	c, err := u.dial(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	return &upConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}, false, nil
+	return nil
 }
 
 func (u *upstream) put(uc *upConn) {
@@ -65,7 +99,7 @@ func (u *upstream) put(uc *upConn) {
 		return
 	}
 	u.mu.Unlock()
-	uc.c.Close()
+	uc.close()
 }
 
 // closeIdle closes every pooled connection.
@@ -75,7 +109,7 @@ func (u *upstream) closeIdle() {
 	u.idle = nil
 	u.mu.Unlock()
 	for _, uc := range idle {
-		uc.c.Close()
+		uc.close()
 	}
 }
 
@@ -121,7 +155,7 @@ func (u *upstream) forward(ctx context.Context, w http.ResponseWriter, r *http.R
 		}
 		resp, err := u.exchange(ctx, uc, r, host, uri)
 		if err != nil {
-			uc.c.Close()
+			uc.close()
 			// A pooled connection the server closed while idle fails
 			// before any response byte; retry a bodyless safe request once
 			// on a fresh connection.
@@ -282,7 +316,7 @@ func (u *upstream) respond(ctx context.Context, w http.ResponseWriter, r *http.R
 	resp.Body.Close()
 	cut := !stop()
 	if err != nil || cut || resp.Close || r.Close {
-		uc.c.Close()
+		uc.close()
 		if err != nil {
 			// The status line is out: the only honest signal left is to
 			// abort the client's stream.

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Proxy benchmark (BENCH.md): the whole federation path, two hops,
+#   wrk --HTTP--> outbound --mTLS 1.3--> inbound --HTTP--> backend
+# for (a) the backend directly, (b) the nginx pair (shared/bench/nginx-pair.sh),
+# (c) the fedgate pair (bench/proxy/cmd/fedgate-pair, real pki CAs, durable
+# audit on both sites), interleaved a b c a b c ..., median of ROUNDS runs.
+# Then one-hop figures with a Go load generator that presents client
+# certificates: full and resumed handshake rates for nginx and fedgate
+# inbound, open-loop latency at 1,000 req/s (fedgate pair minus direct), and
+# memory per idle mTLS connection.
+#
+# Usage: bench/proxy/run.sh [ROUNDS] [DURATION]   (defaults 5, 10s)
+# Env: WORK (scratch dir, default mktemp), AUDIT=false to turn audit off,
+#      FG_GOGC (GOGC for the fedgate processes, default 400).
+set -euo pipefail
+ROUNDS=${1:-5}
+DUR=${2:-10s}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+PAIR_SH=${PAIR_SH:-$ROOT/../shared/bench/nginx-pair.sh}
+[ -f "$PAIR_SH" ] || PAIR_SH=/work/shared/bench/nginx-pair.sh
+WORK=${WORK:-$(mktemp -d /tmp/fedgate-bench.XXXXXX)}
+AUDIT=${AUDIT:-true}
+FG_GOGC=${FG_GOGC:-400}
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need nginx || ! need wrk; then
+  echo "installing nginx and wrk (Debian packages)..." >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk >/dev/null
+fi
+
+echo "work dir: $WORK" >&2
+mkdir -p "$WORK/bin" "$WORK/fg"
+(cd "$ROOT" && go build -o "$WORK/bin/fedgate-pair" ./bench/proxy/cmd/fedgate-pair && go build -o "$WORK/bin/loadgen" ./bench/proxy/cmd/loadgen)
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  bash "$PAIR_SH" stop "$WORK/nginx" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+bash "$PAIR_SH" start "$WORK/nginx"
+
+wait_ready() { for _ in $(seq 150); do grep -q '^ready' "$1" && return 0; sleep 0.2; done; echo "not ready: $1" >&2; cat "$1" >&2; exit 1; }
+GOGC=$FG_GOGC "$WORK/bin/fedgate-pair" -dir "$WORK/fg" -role b -audit="$AUDIT" >"$WORK/fg-b.out" 2>&1 &
+PIDS+=($!); FG_B_PID=$!
+wait_ready "$WORK/fg-b.out"
+GOGC=$FG_GOGC "$WORK/bin/fedgate-pair" -dir "$WORK/fg" -role a -audit="$AUDIT" >"$WORK/fg-a.out" 2>&1 &
+PIDS+=($!)
+wait_ready "$WORK/fg-a.out"
+HOST=$(sed -n 's/^host=//p' "$WORK/fg-a.out")
+
+declare -A URL=([direct]=http://127.0.0.1:18080/ [nginx]=http://127.0.0.1:18081/ [fedgate]=http://127.0.0.1:18091/)
+for k in direct nginx fedgate; do
+  curl -sf -H "Host: $HOST" "${URL[$k]}" >/dev/null || { echo "$k path does not answer 200" >&2; exit 1; }
+done
+
+# wrk_run NAME -> appends "rps p50_ms p99_ms" to $WORK/NAME.txt
+to_ms() { awk '{v=$1; if (v ~ /us$/) {sub(/us$/,"",v); print v/1000} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000} else print v}'; }
+wrk_run() {
+  local out; out=$(wrk -t2 -c32 -d"$DUR" --latency -H "Host: $HOST" "${URL[$1]}")
+  local rps p50 p99 errs
+  rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out" | to_ms)
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out" | to_ms)
+  errs=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out")
+  [ -n "$errs" ] && echo "  $1: $errs" >&2
+  echo "$rps $p50 $p99" >>"$WORK/$1.txt"
+  printf '  %-8s %10.1f req/s  p50 %7.3f ms  p99 %8.3f ms\n' "$1" "$rps" "$p50" "$p99"
+}
+echo "== two hops, wrk -t2 -c32 -d$DUR, keep-alive, $ROUNDS interleaved rounds (audit on fedgate: $AUDIT)"
+for r in $(seq "$ROUNDS"); do
+  echo " round $r (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+  for k in direct nginx fedgate; do wrk_run "$k"; done
+done
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+col() { awk -v c="$2" '{print $c}' "$WORK/$1.txt" | median; }
+echo "== medians"
+for k in direct nginx fedgate; do
+  printf '  %-8s %10.1f req/s  p50 %7.3f ms  p99 %8.3f ms\n' "$k" "$(col $k 1)" "$(col $k 2)" "$(col $k 3)"
+done
+awk -v f="$(col fedgate 1)" -v n="$(col nginx 1)" -v d="$(col direct 1)" \
+  'BEGIN {printf "  ratio fedgate/nginx  %.2f\n  ratio fedgate/direct %.2f\n  ratio nginx/direct   %.2f\n", f/n, f/d, n/d}'
+
+LG="$WORK/bin/loadgen"
+echo "== one hop with client certificates (Go load generator; first line checks it against the backend)"
+"$LG" -url http://127.0.0.1:18080/ -mode keepalive -c 16 -d 5s | sed 's/^/  direct  /'
+for m in full resumed; do
+  "$LG" -url https://127.0.0.1:18443/ -cert "$WORK/nginx/client.pem" -key "$WORK/nginx/client.key" -mode $m -c 8 -d 5s | sed 's/^/  nginx   /'
+  "$LG" -url https://127.0.0.1:18453/ -host "$HOST" -cert "$WORK/fg/a.pem" -key "$WORK/fg/a.key" -mode $m -c 8 -d 5s | sed 's/^/  fedgate /'
+done
+echo "== open loop at 1000 req/s for 10s, two hops (latency from the intended send time)"
+D=$("$LG" -url http://127.0.0.1:18080/ -mode rate -rate 1000 -d 10s); echo "  direct  $D"
+F=$("$LG" -url http://127.0.0.1:18091/ -host "$HOST" -mode rate -rate 1000 -d 10s); echo "  fedgate $F"
+N=$("$LG" -url http://127.0.0.1:18081/ -mode rate -rate 1000 -d 10s); echo "  nginx   $N"
+get() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+awk -v fp50="$(get p50_ms "$F")" -v dp50="$(get p50_ms "$D")" -v fp99="$(get p99_ms "$F")" -v dp99="$(get p99_ms "$D")" \
+  'BEGIN {printf "  fedgate minus direct: p50 %+.3f ms, p99 %+.3f ms\n", fp50-dp50, fp99-dp99}'
+echo "== memory per idle mTLS connection (fedgate inbound process RSS)"
+"$LG" -url https://127.0.0.1:18453/ -cert "$WORK/fg/a.pem" -key "$WORK/fg/a.key" -mode idle -idle 1000 -pid "$FG_B_PID" | sed 's/^/  fedgate /'
+echo "== audit records written: $(cat "$WORK"/fg/audit-*/*.jsonl 2>/dev/null | wc -l)"
