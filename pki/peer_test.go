@@ -120,6 +120,16 @@ func TestPeerVerifier(t *testing.T) {
 		}
 	})
 
+	t.Run("bundle replaced", func(t *testing.T) {
+		// A's record now trusts another CA: the chain verified (and cached)
+		// before must be refused.
+		peers.Put(idA, caC.BundlePEM(), "active")
+		defer peers.Put(idA, caA.BundlePEM(), "active")
+		if _, err := v.Verify(chainOf(good.Certificate()), x509.ExtKeyUsageClientAuth); !errors.Is(err, pki.ErrUntrusted) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+
 	t.Run("garbage bundle", func(t *testing.T) {
 		idG := pkitest.NewID(t)
 		peers.Put(idG, []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"), "active")
