@@ -261,3 +261,39 @@ func TestPreallocatedSpaceOutlastsFullDisk(t *testing.T) {
 	}
 	l.Close()
 }
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	l := open(t, t.TempDir(), nil, func(c *audit.Config) { c.Registerer = reg })
+	for i := range 5 {
+		if _, err := l.Append(context.Background(), r(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v := metricValue(t, reg, "fedgate_audit_appends_total"); v != 5 {
+		t.Fatalf("appends_total = %v", v)
+	}
+	if v := metricValue(t, reg, "fedgate_audit_last_seq"); v != 5 {
+		t.Fatalf("last_seq = %v", v)
+	}
+	if v := metricValue(t, reg, "fedgate_audit_written_bytes_total"); v < 5*200 {
+		t.Fatalf("written_bytes_total = %v", v)
+	}
+	mfs, _ := reg.Gather()
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+		if mf.GetName() == "fedgate_audit_fsync_seconds" && mf.GetMetric()[0].GetHistogram().GetSampleCount() == 0 {
+			t.Fatal("no fsync latency observed")
+		}
+	}
+	for _, n := range []string{"fedgate_audit_queue_depth", "fedgate_audit_fsync_seconds", "fedgate_audit_batch_records", "fedgate_audit_segments"} {
+		if !names[n] {
+			t.Errorf("metric %s missing", n)
+		}
+	}
+	l.Close()
+	// Close unregisters, so a reopened log can register again.
+	l2 := open(t, t.TempDir(), nil, func(c *audit.Config) { c.Registerer = reg })
+	l2.Close()
+}

@@ -132,6 +132,8 @@ func Open(cfg Config) (*Log, error) {
 			l.state = err
 		}
 	}
+	l.m.segments.Set(float64(len(l.segs)))
+	l.m.lastSeq.Set(float64(l.lastSeq))
 	attrs := []any{"dir", cfg.Dir, "segments", len(l.segs), "last_seq", l.lastSeq, "last_hash", l.lastHash, "truncated_bytes", l.truncated, "policy", cfg.Policy.String()}
 	if l.state != nil {
 		l.lg.Error("audit log opened without append", append(attrs, "err", l.state)...)

@@ -203,3 +203,27 @@ func TestRetentionKeepsVerifiable(t *testing.T) {
 		t.Fatalf("reopen after retention: %+v", st)
 	}
 }
+
+func TestAgeRotation(t *testing.T) {
+	clk := &manualClock{t: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)}
+	l := openTest(t, t.TempDir(), func(c *Config) { c.Clock = clk; c.SegmentMaxAge = time.Hour })
+	if _, err := l.Append(t.Context(), rec("a", 1)); err != nil {
+		t.Fatal(err)
+	}
+	l.housekeepNow()
+	if n := l.Stats().Segments; n != 1 {
+		t.Fatalf("rotated a young segment: %d segments", n)
+	}
+	clk.t = clk.t.Add(61 * time.Minute)
+	l.housekeepNow()
+	l.housekeepNow() // an empty new segment is not rotated again
+	if n := l.Stats().Segments; n != 2 {
+		t.Fatalf("after the max age: %d segments, want 2", n)
+	}
+	if s, err := l.Append(t.Context(), rec("a", 2)); err != nil || s != 2 {
+		t.Fatalf("Append = %d, %v", s, err)
+	}
+	if v, _ := l.Verify(); !v.OK || v.Segments != 2 || v.LastSeq != 2 {
+		t.Fatalf("Verify %+v", v)
+	}
+}
