@@ -322,6 +322,10 @@ func (a *Agent) failoverLeaderHeld(ctx context.Context, s *raftstore.Store, v ra
 		return failoverResponse{}, err
 	}
 	newLeader := s.Status().LeaderID
+	for deadline := time.Now().Add(time.Second); (newLeader == "" || newLeader == a.nodeID) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // the new leader's first heartbeat names it
+		newLeader = s.Status().LeaderID
+	}
 	return failoverResponse{VIP: v.Name, From: a.nodeID, To: newLeader, Reason: raftstore.ReasonManualFailover, Leadership: true}, nil
 }
 

@@ -137,10 +137,16 @@ netctl:
 	}
 	t.Cleanup(func() {
 		n.kill()
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.logs == nil {
+			return
+		}
+		if d := os.Getenv("FEDGATE_CHAOS_LOGDIR"); d != "" {
+			_ = os.WriteFile(filepath.Join(d, n.name+".log"), n.logs.Bytes(), 0o644)
+		}
 		if t.Failed() {
-			n.mu.Lock()
 			t.Logf("--- %s log (last 8000 bytes) ---\n%s", n.name, tail(n.logs.String(), 8000))
-			n.mu.Unlock()
 		}
 	})
 	return n
