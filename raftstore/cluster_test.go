@@ -574,3 +574,54 @@ func TestMemberRecordsFollowConfiguration(t *testing.T) {
 		t.Fatalf("vip on a stranger: %v", err)
 	}
 }
+
+func TestIsolatedLeaderIsReplaced(t *testing.T) {
+	c := raftstoretest.NewCluster(t, 3, raftstoretest.Options{})
+	old := c.Leader(5 * time.Second)
+	lc := c.Nodes[old].Store.LeadershipChanges()
+	if v := <-lc; !v {
+		t.Fatal("leader's first leadership value is false")
+	}
+	if st := c.Nodes[old].Store.LogWriteStall(); st > time.Second {
+		t.Fatalf("stall %v on a healthy disk", st)
+	}
+	start := time.Now()
+	if err := c.Nodes[old].Store.Isolate(); err != nil {
+		t.Fatal(err)
+	}
+	// The isolated leader loses its lease and says so.
+	select {
+	case v := <-lc:
+		if v {
+			t.Fatal("isolated leader reported true")
+		}
+		t.Logf("isolated leader stepped down after %v", time.Since(start))
+	case <-time.After(10 * time.Second):
+		t.Fatal("isolated leader never stepped down")
+	}
+	// The two others elect a leader and keep writing.
+	var nl int
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nl = -1
+		for i, nd := range c.Nodes {
+			if i != old && nd.Store.IsLeader() {
+				nl = i
+			}
+		}
+		if nl >= 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if nl < 0 {
+		t.Fatal("no new leader among the others")
+	}
+	t.Logf("new leader after %v", time.Since(start))
+	if _, err := c.Nodes[3-old-nl].Store.Apply(ctxT(t, 10*time.Second), kvPut("after", "isolate")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Nodes[old].Store.Apply(ctxT(t, time.Second), kvPut("isolated", "write")); err == nil {
+		t.Fatal("isolated node accepted a write")
+	}
+}

@@ -13,6 +13,7 @@ type metrics struct {
 	handshakeFailures prometheus.Counter
 	leader            prometheus.Gauge
 	watchCoalesced    prometheus.Counter
+	diskWrite         prometheus.Histogram
 
 	reg        prometheus.Registerer
 	registered []prometheus.Collector
@@ -48,6 +49,11 @@ func newMetrics(reg prometheus.Registerer, status func() Status) (*metrics, erro
 			Namespace: "fedgate", Subsystem: "raft", Name: "leader",
 			Help: "1 while this node is the raft leader.",
 		}),
+		diskWrite: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "fedgate", Subsystem: "raft", Name: "disk_write_seconds",
+			Help:    "Duration of raft log and stable store writes (fsync included).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
 		watchCoalesced: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "fedgate", Subsystem: "raft", Name: "watch_coalesced_total",
 			Help: "Watch events folded into a resync event because a watcher was slow.",
@@ -62,7 +68,7 @@ func newMetrics(reg prometheus.Registerer, status func() Status) (*metrics, erro
 			func() float64 { return float64(f(status())) })
 	}
 	for _, c := range []prometheus.Collector{
-		m.applyDuration, m.applied, m.forwarded, m.handshakeFailures, m.leader, m.watchCoalesced,
+		m.applyDuration, m.applied, m.forwarded, m.handshakeFailures, m.leader, m.watchCoalesced, m.diskWrite,
 		gauge("term", "Current raft term.", func(s Status) uint64 { return s.Term }),
 		gauge("commit_index", "Raft commit index.", func(s Status) uint64 { return s.CommitIndex }),
 		gauge("applied_index", "Raft applied index.", func(s Status) uint64 { return s.AppliedIndex }),

@@ -27,6 +27,8 @@ type Store struct {
 	fsm     *fsm
 	trans   *raft.NetworkTransport
 	mux     *mux
+	stream  *streamLayer
+	disk    *diskTimer
 	bolt    *raftboltdb.BoltStore
 	rpc     *rpcClient
 	watch   *watchHub
@@ -84,8 +86,9 @@ func Open(cfg Config) (*Store, error) {
 		return fail(err)
 	}
 	s.rpc = newRPCClient(s.mux)
+	s.stream = newStreamLayer(s.mux)
 	s.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  newStreamLayer(s.mux),
+		Stream:  s.stream,
 		MaxPool: 3,
 		Timeout: 5 * time.Second,
 		Logger:  hl.Named("transport"),
@@ -104,7 +107,8 @@ func Open(cfg Config) (*Store, error) {
 	rc.NotifyCh = s.notifyCh
 	rc.Logger = hl
 	rc.BatchApplyCh = true
-	s.raft, err = raft.NewRaft(rc, s.fsm, s.bolt, s.bolt, snaps, s.trans)
+	s.disk = &diskTimer{hist: s.metrics.diskWrite}
+	s.raft, err = raft.NewRaft(rc, s.fsm, timedLogStore{s.bolt, s.disk}, timedStableStore{s.bolt, s.disk}, snaps, s.trans)
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}

@@ -236,7 +236,16 @@ func (m *mux) dial(ctx context.Context, addr, proto string) (*tls.Conn, error) {
 	return tc, nil
 }
 
+// close stops the listener, closes the RPC connections and waits for the
+// mux's goroutines.
 func (m *mux) close() {
+	m.shut()
+	m.wg.Wait()
+}
+
+// shut is close without waiting (Isolate must not wait for a handler that
+// is blocked on a stalled disk).
+func (m *mux) shut() {
 	m.closeOnce.Do(func() {
 		close(m.closed)
 		m.ln.Close()
@@ -246,7 +255,6 @@ func (m *mux) close() {
 		}
 		m.mu.Unlock()
 	})
-	m.wg.Wait()
 }
 
 // streamLayer is the raft.StreamLayer half of the mux.
@@ -254,6 +262,21 @@ type streamLayer struct {
 	m         *mux
 	closeOnce sync.Once
 	closed    chan struct{}
+	conns     connSet
+}
+
+func (s *streamLayer) track(c net.Conn) (net.Conn, error) {
+	tc := &trackedConn{Conn: c, set: &s.conns}
+	if err := s.conns.add(tc); err != nil {
+		return nil, err
+	}
+	return tc, nil
+}
+
+// isolate closes every raft connection and refuses new ones.
+func (s *streamLayer) isolate() {
+	s.conns.closeAll()
+	s.Close()
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
@@ -263,7 +286,7 @@ func newStreamLayer(m *mux) *streamLayer { return &streamLayer{m: m, closed: mak
 func (s *streamLayer) Accept() (net.Conn, error) {
 	select {
 	case c := <-s.m.raftCh:
-		return c, nil
+		return s.track(c)
 	case <-s.closed:
 		return nil, net.ErrClosed
 	case <-s.m.closed:
@@ -283,5 +306,9 @@ func (s *streamLayer) Addr() net.Addr { return s.m.advertise }
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return s.m.dial(ctx, string(addr), ProtoRaft)
+	c, err := s.m.dial(ctx, string(addr), ProtoRaft)
+	if err != nil {
+		return nil, err
+	}
+	return s.track(c)
 }
