@@ -20,7 +20,7 @@ import (
 // TestDenials: every refusal has its precise status and JSON reason, and
 // site B audits it.
 func TestDenials(t *testing.T) {
-	pr := newPair(t, nil, nil)
+	pr := newBlindPair(t, nil, nil)
 	type tc struct {
 		name   string
 		setup  func(t *testing.T, r *http.Request) // may mutate state or request
@@ -245,5 +245,33 @@ func TestCapabilityRateLimit(t *testing.T) {
 	}
 	if codes[0] != 200 || codes[1] != 200 || codes[2] != 429 {
 		t.Errorf("codes %v, want [200 200 429]", codes)
+	}
+}
+
+// TestPKIRefusesUnreachablePeerAtTLS: with the pki package's verifier (as
+// the agent wires it) a suspended peer's new connections fail the TLS
+// handshake, audited; through site A the call fails with 502 because no
+// endpoint of B will talk to A.
+func TestPKIRefusesUnreachablePeerAtTLS(t *testing.T) {
+	pr := newPair(t, nil, nil)
+	if code, _, body := do(t, pr.client, pr.req(t, "GET", "/api/status", nil)); code != 200 {
+		t.Fatalf("before suspension: %d %s", code, body)
+	}
+	if sni := pr.b.certs.ServerNames(); len(sni) == 0 || sni[0] != proxy.PeerHost(pr.idB) {
+		t.Errorf("B was asked for SNI %v, want %s (the id A knows B by)", sni, proxy.PeerHost(pr.idB))
+	}
+	pr.b.state.UpdatePeer(pr.idA, func(p *federation.Peer) { p.Status = federation.StatusSuspended })
+	pr.b.p.StateChanged() // closes A's live connections
+	pr.a.p.StateChanged()
+	client := directClient(pr.certA, false)
+	if _, err := client.Get("https://" + pr.b.p.InboundAddr().String() + "/api/status"); err == nil {
+		t.Fatal("suspended peer completed a request on a new connection")
+	}
+	pr.b.audit.waitRecord(t, "tls refusal", func(r audit.Record) bool {
+		return r.Decision == audit.DecisionDeny && strings.HasPrefix(r.Reason, "tls: peer_not_reachable") && r.FederationPeerID == pr.idA
+	})
+	code, _, body := do(t, pr.client, pr.req(t, "GET", "/api/status", nil))
+	if code != 502 || denialReason(t, body) != proxy.ReasonPeerRefused {
+		t.Errorf("through A: %d %s", code, body)
 	}
 }

@@ -94,7 +94,8 @@ type site struct {
 	name   string
 	ca     *pki.CA
 	state  *proxytest.State
-	ver    *proxytest.Verifier
+	ver    testVerifier
+	blind  bool // status-blind verifier (HTTP-level status checks)
 	certs  *proxytest.Certs
 	audit  *teeAuditor
 	reg    *prometheus.Registry
@@ -134,7 +135,6 @@ func newSite(t testing.TB, name string) *site {
 		name:  name,
 		ca:    ca,
 		state: st,
-		ver:   &proxytest.Verifier{State: st},
 		certs: &proxytest.Certs{},
 		audit: &teeAuditor{log: lg},
 		reg:   prometheus.NewRegistry(),
@@ -142,8 +142,23 @@ func newSite(t testing.TB, name string) *site {
 	}
 }
 
+// testVerifier is a proxy.Verifier whose revocation list tests can add to.
+type testVerifier interface {
+	proxy.Verifier
+	Revoke(*x509.Certificate)
+}
+
 func (s *site) start(t testing.TB, mod func(*proxy.Config)) {
 	t.Helper()
+	if s.blind {
+		s.ver = &proxytest.Verifier{State: s.state}
+	} else {
+		v, err := proxytest.NewPKIVerifier(s.state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.ver = v
+	}
 	key, err := federation.NewTokenKey(grantSecret)
 	if err != nil {
 		t.Fatal(err)
@@ -280,8 +295,27 @@ func newPair(t testing.TB, modA, modB func(*proxy.Config)) *pair {
 
 // newPairWith is newPair with modifiers that see the pair (ids, certs).
 func newPairWith(t testing.TB, modA, modB func(*pair, *proxy.Config)) *pair {
+	return newPairOpts(t, false, modA, modB)
+}
+
+// newBlindPair is newPair where B's verifier ignores peer status, so a
+// suspended or revoked peer still completes the TLS handshake and the
+// proxy's own HTTP-level checks answer (as they do for connections opened
+// before the status changed).
+func newBlindPair(t testing.TB, modA, modB func(*proxy.Config)) *pair {
+	wrap := func(f func(*proxy.Config)) func(*pair, *proxy.Config) {
+		if f == nil {
+			return nil
+		}
+		return func(_ *pair, c *proxy.Config) { f(c) }
+	}
+	return newPairOpts(t, true, wrap(modA), wrap(modB))
+}
+
+func newPairOpts(t testing.TB, blind bool, modA, modB func(*pair, *proxy.Config)) *pair {
 	t.Helper()
 	pr := &pair{a: newSite(t, "site-a"), b: newSite(t, "site-b"), be: newBackend(t), idA: newID(t), idB: newID(t)}
+	pr.b.blind = blind
 	pr.certA = proxytest.IssueFederation(t, pr.a.ca, pr.idA, 0)
 	pr.certB = proxytest.IssueFederation(t, pr.b.ca, pr.idB, 0)
 	// B knows A (capabilities: vm, echo), trusts A's CA for A only.

@@ -31,6 +31,9 @@ const (
 	ReasonPeerUnknown       = "peer_unknown"
 	ReasonNotPeerHost       = "not_a_peer_host"
 	ReasonPeerUnreachable   = "peer_endpoints_unreachable"
+	// ReasonPeerRefused: the peer's TLS stack refused our certificate (with
+	// TLS 1.3 the client learns this on its first read, not in the dial).
+	ReasonPeerRefused = "peer_refused_tls"
 )
 
 // denial is a refused call: status and stable reason.
@@ -357,6 +360,8 @@ func (p *Proxy) forwardFailed(w http.ResponseWriter, r *http.Request, err error,
 		d = &denial{status: http.StatusServiceUnavailable, reason: "cancelled"}
 	case errors.Is(err, ErrNoEndpoint):
 		d = &denial{status: http.StatusBadGateway, reason: ReasonPeerUnreachable}
+	case c != nil && c.dir == dirOutbound && strings.Contains(err.Error(), "remote error: tls:"):
+		d = &denial{status: http.StatusBadGateway, reason: ReasonPeerRefused}
 	}
 	if c != nil {
 		rec := *c.rec

@@ -56,7 +56,7 @@ func waitArrival(t *testing.T, be *backend, path string) {
 // and refuses new ones, while a migration-marked call in flight finishes
 // within the grace period.
 func TestRevokeMigrationGrace(t *testing.T) {
-	pr := newPair(t, nil, func(c *proxy.Config) { c.MigrationGrace = 10 * time.Second })
+	pr := newBlindPair(t, nil, func(c *proxy.Config) { c.MigrationGrace = 10 * time.Second })
 	_, tok := pr.grant(t, func(g *federation.Grant) {
 		g.PermissionScopes = []federation.Scope{federation.ScopeRead, federation.ScopeWrite, federation.ScopeMigrate}
 	})

@@ -19,6 +19,14 @@ type Certs struct {
 	mu     sync.RWMutex
 	server *tls.Certificate
 	client map[string]*tls.Certificate
+	sni    []string
+}
+
+// ServerNames returns the SNI names asked for so far.
+func (c *Certs) ServerNames() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return append([]string(nil), c.sni...)
 }
 
 // SetServer sets the inbound server certificate.
@@ -39,9 +47,12 @@ func (c *Certs) SetClient(peerID string, cert *tls.Certificate) {
 }
 
 // ServerCertificate implements proxy.Certificates.
-func (c *Certs) ServerCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+func (c *Certs) ServerCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if hello != nil && len(c.sni) < 1024 {
+		c.sni = append(c.sni, hello.ServerName)
+	}
 	if c.server == nil {
 		return nil, pki.ErrNoCertificate
 	}

@@ -17,10 +17,11 @@ type PeerSource interface {
 	Peer(id string) (federation.Peer, bool)
 }
 
-// Verifier implements proxy.Verifier the way the design asks of pki's peer
-// verifier: the chain is verified against the claimed peer's own
-// trusted_ca_pem only, then revocation (serial or SPKI) is checked. Used
-// until (and beside) the pki package's verifier.
+// Verifier implements proxy.Verifier like pki's peer verifier (chain
+// against the claimed peer's own trusted_ca_pem only, then revocation) but
+// does not look at the peer's status, so tests can exercise the proxy's
+// HTTP-level status checks on fresh connections. Use PKIVerifier for the
+// real thing.
 type Verifier struct {
 	State PeerSource
 	Now   func() time.Time
