@@ -57,6 +57,7 @@ type Agent struct {
 	net   *netPart     // nil when netctl is off
 	audit *audit.Log   // the node's audit log
 	proxy *proxy.Proxy // nil when no proxy listener is configured
+	fed   *fedCerts    // federation certificates (with the proxy)
 
 	clusterAddr string // bound address of the cluster API
 	runCtx      context.Context

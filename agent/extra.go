@@ -15,6 +15,9 @@ func (a *Agent) mountExtra(mux *http.ServeMux, handle func(string, func(http.Res
 	handle("POST /v1/vips", a.handleVIPAdd)
 	handle("DELETE /v1/vips/{name}", a.handleVIPDelete)
 	handle("POST /v1/vips/{name}/failover", a.handleVIPFailover)
+	handle("GET /v1/certs", a.handleCerts)
+	handle("POST /v1/certs/revoke", a.handleCertRevoke)
+	handle("GET /v1/trust/{peer}", a.handleTrust)
 	if a.audit != nil {
 		mux.Handle(audit.HandlerPrefix, a.audit.Handler())
 	}

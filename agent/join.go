@@ -123,6 +123,12 @@ func (a *Agent) clusterAPI() http.Handler {
 	handle("POST /v1/join", a.handleJoinSign)
 	handle("POST /v1/join/raft", a.handleJoinRaft)
 	handle("POST /v1/sign", a.handleRenewSign)
+	if a.ca != nil {
+		// The site CA's public face, as the platform serves it.
+		th := pki.TrustHandler(a.ca, a.replicatedRevocations)
+		mux.Handle("GET /trust_bundle", th)
+		mux.Handle("GET /crl", th)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errStatus(http.StatusNotFound, "not_found", "no such API"))
 	})

@@ -226,6 +226,7 @@ func (a *Agent) startProxy(ctx context.Context) error {
 	}
 	fc := &fedCerts{a: a, certs: map[string]*pki.FederationCert{}, subj: map[string]string{}}
 	fc.sync(ctx)
+	a.fed = fc
 	cfg := a.proxyConfig()
 	cfg.State, cfg.Auditor, cfg.Certs = stateView{a}, a.audit, fc
 	cfg.Verifier = verifier{pv: pv, rev: a.revocations()}

@@ -38,6 +38,8 @@ func newRootCmd() *cobra.Command {
 		newReloadCmd(g),
 		newTunnelsCmd(g),
 		newAuditCmd(g),
+		newCertsCmd(g),
+		newTrustCmd(g),
 		newVIPsCmd(g),
 	)
 	return root
