@@ -457,3 +457,5 @@ func ioCopy(w io.Writer, r io.Reader) (int64, error) { return io.Copy(w, r) }
 type netTCPAddr = net.TCPAddr
 
 type x509Cert = x509.Certificate
+
+type auditRecord = audit.Record

@@ -212,9 +212,20 @@ func (p *Proxy) Start(ctx context.Context) error {
 	return nil
 }
 
-// Ready reports whether Start has opened every listener and the proxy has
-// not begun shutting down.
-func (p *Proxy) Ready() bool { return p.ready.Load() && !p.closed.Load() }
+// Ready reports whether Start has opened every listener, the inbound
+// server certificate is available, and the proxy has not begun shutting
+// down.
+func (p *Proxy) Ready() bool {
+	if !p.ready.Load() || p.closed.Load() {
+		return false
+	}
+	if p.inAddr != nil {
+		if c, err := p.cfg.Certs.ServerCertificate(&tls.ClientHelloInfo{}); err != nil || c == nil {
+			return false
+		}
+	}
+	return true
+}
 
 // InboundAddr is the inbound listener's address (nil before Start).
 func (p *Proxy) InboundAddr() net.Addr { return p.inAddr }

@@ -174,7 +174,9 @@ func openLoop(url, host string, cfg *tls.Config, rate int, dur time.Duration) er
 		go func() {
 			defer wg.Done()
 			if err := get(c, url, host); err != nil {
-				errs.Add(1)
+				if errs.Add(1) == 1 {
+					fmt.Fprintln(os.Stderr, "loadgen: first error:", err)
+				}
 				lat[i] = -1
 				return
 			}
