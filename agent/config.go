@@ -49,6 +49,9 @@ type Config struct {
 	Audit AuditConfig `yaml:"audit"`
 	// Proxy is the federation data path.
 	Proxy ProxyConfig `yaml:"proxy"`
+	// Lifecycle is the federation lifecycle: invitations, handshakes,
+	// heartbeats, revocation and compromise notices, platform events.
+	Lifecycle LifecycleConfig `yaml:"lifecycle"`
 }
 
 // ProxyConfig configures the federation proxy. Empty addresses disable
@@ -435,7 +438,10 @@ func (c *Config) Validate() error {
 	if err := c.Audit.validate(); err != nil {
 		return err
 	}
-	return c.Proxy.validate()
+	if err := c.Proxy.validate(); err != nil {
+		return err
+	}
+	return c.Lifecycle.validate()
 }
 
 func (p *ProxyConfig) validate() error {
