@@ -60,6 +60,15 @@ type Log struct {
 	preBusy bool
 	preFrom int64 // start of the in-flight zero write
 	preFail time.Time
+
+	// Written (not yet durable) chain state, owned by the writer; the
+	// durable state is lastSeq/lastHash/lastTime, published by syncLoop.
+	wSeq       uint64
+	wHash      [64]byte
+	wTime      time.Time
+	syncQ      chan syncJob
+	syncDone   chan struct{}
+	syncFailed atomic.Bool
 }
 
 type preallocReq struct {
@@ -116,6 +125,8 @@ func Open(cfg Config) (*Log, error) {
 		lastHash: ZeroHash,
 		preReq:   make(chan preallocReq),
 		preDone:  make(chan int64, 1),
+		syncQ:    make(chan syncJob, 64),
+		syncDone: make(chan struct{}),
 	}
 	l.m = newMetrics(l, cfg.Registerer)
 	if err := l.fs.MkdirAll(cfg.Dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
@@ -126,7 +137,9 @@ func Open(cfg Config) (*Log, error) {
 		l.m.unregister()
 		return nil, err
 	}
+	l.resetWritten()
 	go l.preallocLoop() // before openActive, which may request zeros
+	go l.syncLoop()
 	if l.state == nil {
 		if err := l.openActive(); err != nil {
 			l.state = err
@@ -296,6 +309,7 @@ func (l *Log) openActive() error {
 		l.active, l.activeName, l.activeSize, l.activeMade = f, s.name, s.size, s.created
 		l.activeAlloc = max(l.lastAlloc, s.size)
 		l.lastAlloc = 0 // only valid for the segment recover found last
+		l.resetWritten()
 		l.maybePrealloc()
 		return nil
 	}
@@ -305,11 +319,11 @@ func (l *Log) openActive() error {
 // newSegment creates the next segment, durable header first, and makes it
 // active. The previous active segment must already be synced.
 func (l *Log) newSegment() error {
-	first := l.lastSeq + 1
+	first := l.wSeq + 1
 	name := segName(first)
 	path := filepath.Join(l.cfg.Dir, name)
 	now := l.cfg.Clock.Now().UTC()
-	hdr := segHeader{Version: 1, NodeID: l.cfg.NodeID, FirstSeq: first, PrevHash: l.lastHash, Created: now}
+	hdr := segHeader{Version: 1, NodeID: l.cfg.NodeID, FirstSeq: first, PrevHash: string(l.wHash[:]), Created: now}
 	line, _ := appendHeader(nil, hdr)
 	if l.active != nil {
 		// Seal the current segment: drop its preallocated tail first.
@@ -485,6 +499,8 @@ func (l *Log) run() {
 			if l.dropPending.Load() > 0 {
 				l.commit(nil)
 			}
+			l.barrier()
+			l.afterSyncFailure()
 			if l.active != nil {
 				if err := l.closeActive(); err != nil {
 					l.lg.Warn("audit: close active segment", "err", err)
@@ -493,6 +509,8 @@ func (l *Log) run() {
 				l.active = nil
 			}
 			close(l.preReq)
+			close(l.syncQ)
+			<-l.syncDone
 			return
 		}
 	}
@@ -600,7 +618,12 @@ func (l *Log) housekeep() {
 		empty := l.segs[len(l.segs)-1].empty()
 		l.mu.RUnlock()
 		if !empty {
-			if err := l.newSegment(); err != nil {
+			l.barrier()
+			err := l.afterSyncFailure()
+			if err == nil {
+				err = l.newSegment()
+			}
+			if err != nil {
 				l.lg.Warn("audit: age rotation failed", "err", err)
 			}
 		}
@@ -639,13 +662,19 @@ func (l *Log) setState(err error) {
 	l.mu.Unlock()
 }
 
-// commit writes batch (plus an audit.dropped record when drops are pending)
-// with one write and one sync, then acknowledges every record.
+// commit encodes and writes batch (plus an audit.dropped record when drops
+// are pending) with one pwrite, then hands it to the syncer, which makes it
+// durable and acknowledges it. The writer goes on with the next batch while
+// the syncer's fdatasync runs; every fdatasync covers all batches written
+// before it started.
 func (l *Log) commit(batch []*pending) {
 	err := l.writable()
 	if err == nil && l.activeSize >= l.cfg.SegmentMaxBytes {
-		if err = l.newSegment(); err != nil {
-			l.setState(err)
+		l.barrier()
+		if err = l.afterSyncFailure(); err == nil {
+			if err = l.newSegment(); err != nil {
+				l.setState(err)
+			}
 		}
 	}
 	var dropN uint64
@@ -657,31 +686,89 @@ func (l *Log) commit(batch []*pending) {
 		err = l.writeBatch(batch, dropN)
 	}
 	if err != nil {
-		if l.cfg.Policy == PolicyDrop {
-			l.countDrop(uint64(len(batch)))
-			for _, p := range batch {
-				p.done <- result{err: ErrDropped}
-			}
-			return
-		}
-		for _, p := range batch {
-			p.done <- result{err: err}
-		}
-		return
+		l.fail(batch, err)
 	}
-	if dropN > 0 {
-		l.dropPending.Add(^(dropN - 1))
+}
+
+// fail answers every record of batch with err (or ErrDropped, counted).
+func (l *Log) fail(batch []*pending, err error) {
+	if l.cfg.Policy == PolicyDrop {
+		l.countDrop(uint64(len(batch)))
+		err = ErrDropped
+	}
+	for _, p := range batch {
+		p.done <- result{err: err}
+	}
+}
+
+// syncJob is one written batch waiting for fdatasync, or a barrier.
+type syncJob struct {
+	f       File
+	batch   []*pending
+	first   uint64 // seq of batch[0]
+	n       int    // records written, the audit.dropped one included
+	dropN   uint64
+	seq     uint64 // last seq written
+	hash    string // its hash
+	t       time.Time
+	end     int64 // written size of the segment after this batch
+	bytes   int
+	barrier chan struct{} // closed once every earlier job is done
+}
+
+// barrier waits until the syncer has finished every job sent before it.
+func (l *Log) barrier() {
+	c := make(chan struct{})
+	l.syncQ <- syncJob{barrier: c}
+	<-c
+}
+
+// afterSyncFailure runs on the writer after a barrier: if a sync failed, it
+// cuts the segment back to its durable size and resets the written state.
+func (l *Log) afterSyncFailure() error {
+	if !l.syncFailed.Load() {
+		return nil
+	}
+	l.syncFailed.Store(false)
+	l.resetWritten()
+	if l.active == nil {
+		return l.writable()
+	}
+	l.collectPrealloc(true)
+	if err := l.active.Truncate(l.activeSize); err != nil {
+		l.lg.Error("audit: truncate after failed sync", "file", l.activeName, "err", err)
+		l.active.Close()
+		l.active = nil
+		return classify("truncate "+l.activeName, err)
+	}
+	l.activeAlloc = l.activeSize
+	return nil
+}
+
+// resetWritten sets the writer's state to the durable state.
+func (l *Log) resetWritten() {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	l.wSeq, l.wTime = l.lastSeq, l.lastTime
+	copy(l.wHash[:], l.lastHash)
+	if n := len(l.segs); n > 0 && l.segs[n-1].name == l.activeName {
+		l.activeSize = l.segs[n-1].size
 	}
 }
 
 func (l *Log) writeBatch(batch []*pending, dropN uint64) error {
+	if l.syncFailed.Load() {
+		l.barrier()
+		if err := l.afterSyncFailure(); err != nil {
+			return err
+		}
+	}
 	buf := l.buf[:0]
-	seq := l.lastSeq
-	var prev [64]byte
-	copy(prev[:], l.lastHash)
+	seq := l.wSeq
+	prev := l.wHash
 	now := l.cfg.Clock.Now().UTC()
-	if now.Before(l.lastTime) {
-		now = l.lastTime
+	if now.Before(l.wTime) {
+		now = l.wTime
 	}
 	var extra int
 	if dropN > 0 {
@@ -708,58 +795,120 @@ func (l *Log) writeBatch(batch []*pending, dropN uint64) error {
 	if l.preBusy && l.activeSize+int64(len(buf)) > l.preFrom {
 		l.collectPrealloc(true) // never write where zeros are being written
 	}
-	_, err := l.active.WriteAt(buf, l.activeSize)
-	if err == nil {
-		t0 := time.Now()
-		err = l.active.Sync()
-		l.m.fsync.Observe(time.Since(t0).Seconds())
-	}
-	if err != nil {
+	if _, err := l.active.WriteAt(buf, l.activeSize); err != nil {
 		err = classify("append to "+l.activeName, err)
 		l.lg.Error("audit: write failed", "file", l.activeName, "records", len(batch)+extra, "err", err)
-		// Cut whatever part of the batch reached the file. If that fails
-		// too, drop the handle; the next batch reopens (and Open's torn-tail
-		// logic would handle a crash meanwhile).
-		l.collectPrealloc(true)
-		if terr := l.active.Truncate(l.activeSize); terr != nil {
-			l.lg.Error("audit: truncate after failed write", "file", l.activeName, "err", terr)
-			l.active.Close()
-			l.active = nil
-		}
-		l.activeAlloc = l.activeSize
+		// Let earlier batches finish, then cut whatever part of this one
+		// reached the file. If that fails too, drop the handle; the next
+		// batch reopens (and Open's torn-tail logic covers a crash).
+		l.barrier()
+		l.syncFailed.Store(true)
+		l.afterSyncFailure()
 		l.setState(err)
 		return err
 	}
+	if dropN > 0 {
+		l.dropPending.Add(^(dropN - 1)) // given back if the sync fails
+	}
 	l.activeSize += int64(len(buf))
-	last := string(prev[:])
+	l.wSeq, l.wHash, l.wTime = seq, prev, now
+	l.syncQ <- syncJob{f: l.active, batch: append([]*pending(nil), batch...), first: first, n: len(batch) + extra,
+		dropN: dropN, seq: seq, hash: string(prev[:]), t: now, end: l.activeSize, bytes: len(buf)}
+	l.maybePrealloc()
+	return nil
+}
+
+// syncLoop makes written batches durable: one fdatasync for every job
+// queued when it starts, then publishes the durable state and acknowledges.
+func (l *Log) syncLoop() {
+	defer close(l.syncDone)
+	var jobs []syncJob
+	for job := range l.syncQ {
+		jobs = append(jobs[:0], job)
+	more:
+		for {
+			select {
+			case j, ok := <-l.syncQ:
+				if !ok {
+					break more
+				}
+				jobs = append(jobs, j)
+			default:
+				break more
+			}
+		}
+		start := 0
+		for i, j := range jobs {
+			if j.barrier != nil {
+				l.syncJobs(jobs[start:i])
+				close(j.barrier)
+				start = i + 1
+			}
+		}
+		l.syncJobs(jobs[start:])
+	}
+}
+
+func (l *Log) syncJobs(jobs []syncJob) {
+	if len(jobs) == 0 {
+		return
+	}
+	var err error
+	if l.syncFailed.Load() {
+		err = classify("sync", errors.New("an earlier sync failed"))
+	} else {
+		t0 := time.Now()
+		err = jobs[len(jobs)-1].f.Sync()
+		l.m.fsync.Observe(time.Since(t0).Seconds())
+	}
+	if err != nil {
+		if !l.syncFailed.Load() {
+			err = classify("sync", err)
+			l.lg.Error("audit: sync failed", "err", err)
+			l.setState(err)
+		}
+		l.syncFailed.Store(true)
+		for _, j := range jobs {
+			if j.dropN > 0 {
+				l.dropPending.Add(j.dropN)
+			}
+			l.fail(j.batch, err)
+		}
+		return
+	}
+	last := jobs[len(jobs)-1]
+	var n, bytes uint64
 	l.mu.Lock()
 	s := &l.segs[len(l.segs)-1]
 	if s.empty() {
-		s.firstTime = now
+		s.firstTime = jobs[0].t
 	}
-	s.lastSeq, s.lastHash, s.lastTime, s.size = seq, last, now, l.activeSize
-	l.lastSeq, l.lastHash, l.lastTime = seq, last, now
+	s.lastSeq, s.lastHash, s.lastTime, s.size = last.seq, last.hash, last.t, last.end
+	l.lastSeq, l.lastHash, l.lastTime = last.seq, last.hash, last.t
 	if l.state != nil && !errors.Is(l.state, ErrCorrupt) {
-		l.lg.Info("audit: writes succeed again", "last_seq", seq)
+		l.lg.Info("audit: writes succeed again", "last_seq", last.seq)
 		l.state = nil
 	}
 	close(l.commitCh)
 	l.commitCh = make(chan struct{})
 	l.mu.Unlock()
-	n := uint64(len(batch) + extra)
+	for _, j := range jobs {
+		n += uint64(j.n)
+		bytes += uint64(j.bytes)
+	}
 	l.appended.Add(n)
 	l.m.appends.Add(float64(n))
-	l.m.bytes.Add(float64(len(buf)))
+	l.m.bytes.Add(float64(bytes))
 	l.m.batch.Observe(float64(n))
-	l.m.lastSeq.Set(float64(seq))
-	for i, p := range batch {
-		p.done <- result{seq: first + uint64(i)}
+	l.m.lastSeq.Set(float64(last.seq))
+	for _, j := range jobs {
+		for i, p := range j.batch {
+			p.done <- result{seq: j.first + uint64(i)}
+		}
 	}
-	l.maybePrealloc()
 	if l.shipper != nil {
 		l.shipper.wake()
 	}
-	return nil
 }
 
 // applyRetention deletes closed segments whose newest record is older than
