@@ -36,9 +36,13 @@
 // # Durability
 //
 // Append returns only after the record is written and fdatasync'd. One writer
-// goroutine takes every queued record, writes them with one pwrite and makes
-// them durable with one fdatasync (group commit); Append callers encode their
-// record bodies in parallel, the writer only adds seq, time and the chain.
+// goroutine takes every queued record and writes them with one pwrite; a
+// syncer goroutine makes everything written so far durable with one
+// fdatasync and then acknowledges it (group commit, pipelined: the writer
+// writes batch N+1 while batch N syncs). Append callers encode their record
+// bodies in parallel; the writer only adds seq, time and the chain. If a
+// write or sync fails, nothing after the last durable byte is acknowledged
+// and the segment is cut back to its durable size before writing again.
 // A background goroutine keeps the active segment preallocated with synced
 // zeros (Config.PreallocBytes), so a commit overwrites allocated blocks and
 // its fdatasync flushes data only, with no file-system journal commit; the
