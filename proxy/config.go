@@ -122,6 +122,14 @@ type Config struct {
 	// MigrationGrace is how long a Powernode-Migration-Id request keeps
 	// running after its peer or certificate was revoked (5 min).
 	MigrationGrace time.Duration
+	// OutboundAuditOverlap lets the outbound side send a call to the peer
+	// while its own audit append is being made durable, instead of before.
+	// The response is released to the calling service only once the record
+	// is durable; if the append fails the service gets 503
+	// audit_unavailable, but the peer has seen the call (and audited it on
+	// its side, strictly). Off by default: the strict order is "no durable
+	// record, no call". Inbound is always strict.
+	OutboundAuditOverlap bool
 	// HTTP2ToPeers lets the outbound side negotiate HTTP/2 with peers;
 	// HTTP/1.1 with a pool of connections is the default (faster here).
 	HTTP2ToPeers bool

@@ -156,3 +156,28 @@ func TestOutboundUnknownHost(t *testing.T) {
 		}
 	}
 }
+
+// TestOutboundAuditOverlap: with the overlap option the call reaches the
+// peer while A's record is made durable; the service gets the response only
+// when it is, and 503 when A's log is down (B, strict, audited the call).
+func TestOutboundAuditOverlap(t *testing.T) {
+	pr := newPair(t, func(c *proxy.Config) { c.OutboundAuditOverlap = true }, nil)
+	r := pr.req(t, http.MethodGet, "/api/status", nil)
+	r.Header.Set(proxy.HeaderCorrelationID, "overlap-ok")
+	if code, _, body := do(t, pr.client, r); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if n := len(pr.a.audit.find(func(r audit.Record) bool { return r.CorrelationID == "overlap-ok" })); n != 1 {
+		t.Errorf("A has %d records", n)
+	}
+	pr.a.audit.setFail(errAuditDown)
+	r = pr.req(t, http.MethodGet, "/api/status", nil)
+	r.Header.Set(proxy.HeaderCorrelationID, "overlap-down")
+	code, _, body := do(t, pr.client, r)
+	if code != 503 || denialReason(t, body) != proxy.ReasonAuditUnavailable {
+		t.Errorf("A's log down: %d %s", code, body)
+	}
+	if n := len(pr.b.audit.find(func(r audit.Record) bool { return r.CorrelationID == "overlap-down" })); n != 1 {
+		t.Errorf("B has %d records of the call", n)
+	}
+}

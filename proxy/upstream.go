@@ -148,6 +148,13 @@ func httpHeaderHasToken(h http.Header, key, token string) bool {
 // written to w (the caller answers it); once the response has started, a
 // failure aborts the client's stream (http.ErrAbortHandler).
 func (u *upstream) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, host, uri string) error {
+	return u.forwardGated(ctx, w, r, host, uri, nil)
+}
+
+// forwardGated is forward with a gate called once the response head has
+// arrived and before anything is written to w: a gate error discards the
+// response (the connection is closed) and is returned.
+func (u *upstream) forwardGated(ctx context.Context, w http.ResponseWriter, r *http.Request, host, uri string, gate func() error) error {
 	for attempt := 0; ; attempt++ {
 		uc, reused, err := u.get(ctx)
 		if err != nil {
@@ -163,6 +170,13 @@ func (u *upstream) forward(ctx context.Context, w http.ResponseWriter, r *http.R
 				continue
 			}
 			return err
+		}
+		if gate != nil {
+			if err := gate(); err != nil {
+				resp.Body.Close()
+				uc.close()
+				return err
+			}
 		}
 		u.respond(ctx, w, r, uc, resp)
 		return nil

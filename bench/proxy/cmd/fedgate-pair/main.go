@@ -43,6 +43,8 @@ func main() {
 	auditOn := flag.Bool("audit", true, "durable audit on both sites")
 	grant := flag.Bool("grant", false, "require a grant on the route (prints the token)")
 	h2 := flag.Bool("h2", false, "HTTP/2 between the outbound and the inbound proxy")
+	tag := flag.String("tag", "", "suffix for this process's audit directory (several a processes on one dir)")
+	overlap := flag.Bool("overlap", false, "outbound audit append overlapped with the call to the peer (Config.OutboundAuditOverlap)")
 	role := flag.String("role", "both", "which side(s) this process runs: both, a (outbound) or b (inbound); start b first")
 	verbose := flag.Bool("verbose", false, "log at debug level")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address")
@@ -54,14 +56,17 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fedgate-pair: -dir is required")
 		os.Exit(2)
 	}
-	h2peers = *h2
+	h2peers, auditOverlap, auditTag = *h2, *overlap, *tag
 	if err := run(*dir, *role, *backend, *outAddr, *inAddr, *auditOn, *grant, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "fedgate-pair:", err)
 		os.Exit(1)
 	}
 }
 
-var h2peers bool
+var (
+	h2peers, auditOverlap bool
+	auditTag              string
+)
 
 type noAudit struct{}
 
@@ -153,7 +158,7 @@ func run(dir, role, backend, outAddr, inAddr string, auditOn, grant, verbose boo
 		if !auditOn || !on {
 			return noAudit{}, func() {}, nil
 		}
-		l, err := audit.Open(audit.Config{Dir: filepath.Join(dir, "audit-"+site), NodeID: "bench-" + site, Logger: log})
+		l, err := audit.Open(audit.Config{Dir: filepath.Join(dir, "audit-"+site+auditTag), NodeID: "bench-" + site, Logger: log})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -192,6 +197,7 @@ func run(dir, role, backend, outAddr, inAddr string, auditOn, grant, verbose boo
 	cfgA.Verifier = &proxytest.Verifier{State: stA}
 	cfgA.OutboundAddr = outAddr
 	cfgA.HTTP2ToPeers = h2peers
+	cfgA.OutboundAuditOverlap = auditOverlap
 	pA, err := proxy.New(cfgA)
 	if err != nil {
 		return err
