@@ -364,6 +364,8 @@ func (l *Log) newSegment() error {
 // after the record is synced to disk, or with an error matching
 // ErrUnavailable (fail-closed) or ErrDropped (drop policy). Seq, Time,
 // NodeID, PrevHash and Hash of r are set by the log; strings are bounded.
+// If ctx ends first, Append returns an ErrUnavailable error, but the record
+// may still become durable: treat it as not acknowledged.
 func (l *Log) Append(ctx context.Context, r Record) (uint64, error) {
 	if r.Action == "" {
 		return 0, fmt.Errorf("%w: record without action", ErrBadRequest)
