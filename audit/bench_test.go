@@ -40,7 +40,7 @@ func benchRecord(i int) Record {
 // measureBaseline times one write + one fdatasync per record, serially, on
 // the same file system, right before the benchmark it is compared with (the
 // shared disk drifts too much for one measurement per process).
-func measureBaseline(b *testing.B) (rate float64, p99lat time.Duration) {
+func measureBaseline(b *testing.B, n int) (rate float64, p99lat time.Duration) {
 	{
 		dir := benchDir(b)
 		f, err := os.OpenFile(filepath.Join(dir, "baseline"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
@@ -51,7 +51,6 @@ func measureBaseline(b *testing.B) (rate float64, p99lat time.Duration) {
 		r := benchRecord(0)
 		line, _ := r.MarshalJSON()
 		line = append(line, '\n')
-		const n = 300
 		lat := make([]time.Duration, 0, n)
 		start := time.Now()
 		for range n {
@@ -64,7 +63,7 @@ func measureBaseline(b *testing.B) (rate float64, p99lat time.Duration) {
 			}
 			lat = append(lat, time.Since(t0))
 		}
-		return n / time.Since(start).Seconds(), p99(lat)
+		return float64(n) / time.Since(start).Seconds(), p99(lat)
 	}
 }
 
@@ -81,13 +80,13 @@ func p99(lat []time.Duration) time.Duration {
 // per record measured in the same run (x_baseline = records/s ÷ baseline).
 func BenchmarkAppend(b *testing.B) {
 	b.Run("baseline=write+fsync-per-record", func(b *testing.B) {
-		rate, lat := measureBaseline(b)
+		rate, lat := measureBaseline(b, b.N)
 		b.ReportMetric(rate, "records/s")
 		b.ReportMetric(float64(lat.Microseconds())/1000, "p99_ms")
 	})
 	for _, n := range []int{1, 16, 256} {
 		b.Run(fmt.Sprintf("appenders=%d", n), func(b *testing.B) {
-			baseRate, _ := measureBaseline(b)
+			baseRate, _ := measureBaseline(b, 300)
 			l, err := Open(Config{Dir: benchDir(b), NodeID: "bench-node"})
 			if err != nil {
 				b.Fatal(err)
