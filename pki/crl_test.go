@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,7 +30,7 @@ func serveTrust(t *testing.T, ca *pki.CA, srv *pki.NodeIdentity, revoked []pki.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: pki.TrustHandler(ca, func() []pki.Revocation { return revoked }), ReadHeaderTimeout: 5 * time.Second}
+	hs := &http.Server{Handler: pki.TrustHandler(ca, func() []pki.Revocation { return revoked }), ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
 	return ln.Addr().String()

@@ -132,6 +132,13 @@ func (e *ExternalIssuer) Sign(ctx context.Context, req SignRequest) ([]byte, err
 	}
 	resp, err := p.SignWithContext(ctx, sr)
 	if err != nil {
+		// Reload the provisioner key on the next attempt: the operator may
+		// have rotated it or the CA may have been re-initialized.
+		e.mu.Lock()
+		if e.prov == p {
+			e.prov = nil
+		}
+		e.mu.Unlock()
 		return nil, fmt.Errorf("external ca %s: sign %s: %w", e.cfg.URL, cn, err)
 	}
 	var chain []*x509.Certificate

@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
@@ -165,4 +166,35 @@ func TestParsePEMFixtures(t *testing.T) {
 			}
 		})
 	}
+}
+
+func FuzzCheckCSR(f *testing.F) {
+	id := "0193a1c2-7d3e-7a4b-8c5d-6e7f8091a2b3"
+	k := mustKey(f)
+	for _, tmpl := range []*x509.CertificateRequest{
+		{},
+		{Subject: pkix.Name{CommonName: id}, URIs: []*url.URL{NodeURI(id)}},
+		{DNSNames: []string{"a.example"}},
+		{URIs: []*url.URL{PeerURI(id)}},
+	} {
+		der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, k)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(der)
+	}
+	f.Fuzz(func(t *testing.T, der []byte) {
+		csr, err := x509.ParseCertificateRequest(der)
+		if err != nil {
+			return
+		}
+		cn, uri := nodeNames(id)
+		if CheckCSR(csr, cn, uri) != nil {
+			return
+		}
+		if len(csr.DNSNames)+len(csr.IPAddresses)+len(csr.EmailAddresses) != 0 || len(csr.URIs) > 1 ||
+			(len(csr.URIs) == 1 && csr.URIs[0].String() != uri) || (csr.Subject.CommonName != "" && csr.Subject.CommonName != cn) {
+			t.Fatalf("CheckCSR accepted foreign names: cn %q %v %v %v %v", csr.Subject.CommonName, csr.DNSNames, csr.IPAddresses, csr.EmailAddresses, csr.URIs)
+		}
+	})
 }

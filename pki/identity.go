@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -228,6 +229,11 @@ func (n *NodeIdentity) ServerTLSConfig() *tls.Config {
 // certificate current at ClientHello, so the ticket is marked with the
 // certificate actually served even if a rotation happens mid-handshake.
 // Modify the returned configuration in place before use; do not Clone it.
+// peerNotAfterPrefix marks the session-ticket entry holding when the
+// session stops being resumable because the client certificate is about to
+// expire (unix milliseconds, big endian).
+const peerNotAfterPrefix = "fedgate-peer-not-after:"
+
 func bindSessionsToCert(cfg *tls.Config, cur func() (*tls.Certificate, error)) {
 	marker := func(c *tls.Certificate) []byte {
 		return append([]byte("fedgate-server-cert:"), c.Leaf.SerialNumber.Bytes()...)
@@ -244,6 +250,16 @@ func bindSessionsToCert(cfg *tls.Config, cur func() (*tls.Certificate, error)) {
 		conn.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return c, nil }
 		conn.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 			ss.Extra = append(ss.Extra, m)
+			if len(cs.PeerCertificates) > 0 {
+				leaf := cs.PeerCertificates[0]
+				// Stop resuming a little before the client certificate
+				// expires (a tenth of its life, at most a minute), so that a
+				// session resumed just before expiry is not refused by
+				// VerifyConnection a moment later.
+				margin := min(leaf.NotAfter.Sub(leaf.NotBefore)/10, time.Minute)
+				until := leaf.NotAfter.Add(-margin).UnixMilli()
+				ss.Extra = append(ss.Extra, binary.BigEndian.AppendUint64([]byte(peerNotAfterPrefix), uint64(until)))
+			}
 			return cfg.EncryptTicket(cs, ss)
 		}
 		conn.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
@@ -251,12 +267,26 @@ func bindSessionsToCert(cfg *tls.Config, cur func() (*tls.Certificate, error)) {
 			if err != nil || ss == nil {
 				return nil, err
 			}
+			current := false
 			for _, e := range ss.Extra {
-				if bytes.Equal(e, m) {
-					return ss, nil
+				switch {
+				case bytes.Equal(e, m):
+					current = true
+				case bytes.HasPrefix(e, []byte(peerNotAfterPrefix)) && len(e) == len(peerNotAfterPrefix)+8:
+					// crypto/tls checks the client certificate's expiry on
+					// resumption only when it verifies client certificates
+					// itself; we verify in VerifyConnection, so decline here
+					// and let the client present its current certificate.
+					until := int64(binary.BigEndian.Uint64(e[len(peerNotAfterPrefix):]))
+					if !time.Now().Before(time.UnixMilli(until)) {
+						return nil, nil
+					}
 				}
 			}
-			return nil, nil // full handshake with the current certificate
+			if !current {
+				return nil, nil // full handshake with the current certificate
+			}
+			return ss, nil
 		}
 		return conn, nil
 	}

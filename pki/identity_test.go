@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -317,10 +318,12 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 // Not one request may fail.
 func TestRotationUnderLoad(t *testing.T) {
 	if testing.Short() {
-		t.Skip("rotation under load takes ~12s")
+		t.Skip("rotation under load takes ~16s")
 	}
 	ca := pkitest.NewCA(t)
-	short := func(c *pki.IdentityConfig) { c.Lifetime = 3 * time.Second }
+	// 6s lifetimes renew every ~4s, leaving >=1.7s before expiry even on a
+	// loaded machine with the race detector (3s left <1s and flaked).
+	short := func(c *pki.IdentityConfig) { c.Lifetime = 6 * time.Second }
 	srv, cli := openIdentity(t, ca, short), openIdentity(t, ca, short)
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
@@ -350,13 +353,13 @@ func TestRotationUnderLoad(t *testing.T) {
 		clientSerials[r.TLS.PeerCertificates[0].SerialNumber.String()] = true
 		mu.Unlock()
 		io.WriteString(w, "ok")
-	}), ErrorLog: nil}
+	}), ErrorLog: log.New(tlogWriter{t}, "", 0)}
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
 
 	serverSerials := map[string]bool{}
 	var ok, failed atomic.Int64
-	stop := time.Now().Add(10 * time.Second)
+	stop := time.Now().Add(15 * time.Second)
 	var lg sync.WaitGroup
 	for i := range 8 {
 		tr := &http.Transport{TLSClientConfig: cli.ClientTLSConfigFor(srv.NodeID()), DisableKeepAlives: i%2 == 0, ForceAttemptHTTP2: false}
@@ -442,4 +445,11 @@ func TestPinnedRoots(t *testing.T) {
 	if _, err := pki.PinnedRoots(other.BundlePEM(), pki.Fingerprint(ca.Root())); !errors.Is(err, pki.ErrUntrusted) {
 		t.Fatalf("bundle without the pinned root: %v", err)
 	}
+}
+
+type tlogWriter struct{ t *testing.T }
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
