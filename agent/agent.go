@@ -159,7 +159,10 @@ func (a *Agent) startParts(ctx context.Context) error {
 	if err := a.startNet(ctx); err != nil {
 		return err
 	}
-	return a.startProxy(ctx)
+	if err := a.startProxy(ctx); err != nil {
+		return err
+	}
+	return a.startLifecycle(ctx)
 }
 
 // recordSelf keeps this node's member record (raft and cluster API

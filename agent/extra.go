@@ -18,6 +18,12 @@ func (a *Agent) mountExtra(mux *http.ServeMux, handle func(string, func(http.Res
 	handle("GET /v1/certs", a.handleCerts)
 	handle("POST /v1/certs/revoke", a.handleCertRevoke)
 	handle("GET /v1/trust/{peer}", a.handleTrust)
+	handle("POST /v1/lifecycle/invite", a.handleInvitePeer)
+	handle("POST /v1/lifecycle/accept", a.handleAcceptPeer)
+	handle("GET /v1/lifecycle", a.handleLifecycleStatus)
+	handle("POST /v1/peers/{id}/revoke-notify", a.handleRevokeNotify)
+	handle("POST /v1/compromise", a.handleCompromise)
+	handle("GET /v1/findings", a.handleFindings)
 	if a.audit != nil {
 		mux.Handle(audit.HandlerPrefix, a.audit.Handler())
 	}

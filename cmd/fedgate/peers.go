@@ -26,6 +26,7 @@ type peerView struct {
 func newPeersCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "peers", Short: "Federation peers: add, list, show, transition, revoke"}
 	c.AddCommand(newPeersAddCmd(g), newPeersListCmd(g), newPeersShowCmd(g), newPeersTransitionCmd(g), newPeersRevokeCmd(g))
+	c.AddCommand(newPeersInviteCmd(g), newPeersAcceptCmd(g))
 	return c
 }
 

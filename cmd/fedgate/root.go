@@ -42,6 +42,7 @@ func newRootCmd() *cobra.Command {
 		newTrustCmd(g),
 		newVIPsCmd(g),
 	)
+	root.AddCommand(newCompromiseCmd(g), newFindingsCmd(g))
 	return root
 }
 

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+)
+
+func newCompromiseCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "compromise", Short: "Compromise notification to federation partners (commitment 9)"}
+	var reason string
+	notify := &cobra.Command{
+		Use:   "notify",
+		Short: "Send a signed compromise notice to every federation partner (they suspend us pending review)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if reason == "" {
+				return fmt.Errorf("--reason is required")
+			}
+			var out []struct {
+				PeerID    string `json:"federation_peer_id"`
+				Delivered bool   `json:"delivered"`
+				Error     string `json:"error"`
+			}
+			if err := g.client().post("/v1/compromise", map[string]string{"reason": reason}, &out); err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(out)
+			}
+			rows := [][]string{}
+			for _, r := range out {
+				rows = append(rows, []string{r.PeerID, fmt.Sprint(r.Delivered), r.Error})
+			}
+			table([]string{"PEER", "DELIVERED", "ERROR"}, rows)
+			return nil
+		},
+	}
+	notify.Flags().StringVar(&reason, "reason", "", "what happened (required)")
+	c.AddCommand(notify)
+	return c
+}
