@@ -122,13 +122,15 @@ type Config struct {
 	// MigrationGrace is how long a Powernode-Migration-Id request keeps
 	// running after its peer or certificate was revoked (5 min).
 	MigrationGrace time.Duration
-	// OutboundAuditOverlap lets the outbound side send a call to the peer
-	// while its own audit append is being made durable, instead of before.
-	// The response is released to the calling service only once the record
-	// is durable; if the append fails the service gets 503
-	// audit_unavailable, but the peer has seen the call (and audited it on
-	// its side, strictly). Off by default: the strict order is "no durable
-	// record, no call". Inbound is always strict.
+	// Audit order. A response is never released before its audit record is
+	// durable (an append failure answers 503 audit_unavailable instead). For
+	// safe methods (GET, HEAD, OPTIONS) without Powernode-Migration-Id the
+	// append runs while the call is forwarded; every other call is forwarded
+	// only after its record is durable ("no durable record, no call").
+	// AuditStrictAll makes every call strict. OutboundAuditOverlap lets the
+	// outbound side overlap for every method (the peer may then see a call
+	// whose record on this side failed; the peer audits it strictly).
+	AuditStrictAll       bool
 	OutboundAuditOverlap bool
 	// HTTP2ToPeers lets the outbound side negotiate HTTP/2 with peers;
 	// HTTP/1.1 with a pool of connections is the default (faster here).

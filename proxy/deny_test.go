@@ -1,6 +1,7 @@
 package proxy_test
 
 import (
+	"slices"
 	"bytes"
 	"encoding/json"
 	"net/http"
@@ -70,11 +71,12 @@ func TestDenials(t *testing.T) {
 		{"wrong kind", withGrant(func(g *federation.Grant) { g.ResourceKind = "dns" }), "GET", "/api/vms/vm-1", 403, federation.ReasonResourceKindDenied},
 		{"wrong source cidr", withGrant(func(g *federation.Grant) { g.SourceCIDRs = mustPrefixes("192.0.2.0/24") }), "GET", "/api/vms/vm-1", 403, federation.ReasonSourceCIDRDenied},
 		{"wrong node instance", withGrant(func(g *federation.Grant) { g.NodeInstanceIDs = []string{"0190a000-0000-7000-8000-0000000000bb"} }), "GET", "/api/vms/vm-1", 403, federation.ReasonNodeInstanceDenied},
+		// An unsafe call is not forwarded without a durable record.
 		{"audit down", func(t *testing.T, r *http.Request) {
 			withGrant(nil)(t, r)
 			pr.b.audit.setFail(errAuditDown)
 			t.Cleanup(func() { pr.b.audit.setFail(nil) })
-		}, "GET", "/api/vms/vm-1", 503, proxy.ReasonAuditUnavailable},
+		}, "POST", "/api/vms/vm-1", 503, proxy.ReasonAuditUnavailable},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -257,7 +259,7 @@ func TestPKIRefusesUnreachablePeerAtTLS(t *testing.T) {
 	if code, _, body := do(t, pr.client, pr.req(t, "GET", "/api/status", nil)); code != 200 {
 		t.Fatalf("before suspension: %d %s", code, body)
 	}
-	if sni := pr.b.certs.ServerNames(); len(sni) == 0 || sni[0] != proxy.PeerHost(pr.idB) {
+	if sni := pr.b.certs.ServerNames(); !slices.Contains(sni, proxy.PeerHost(pr.idB)) {
 		t.Errorf("B was asked for SNI %v, want %s (the id A knows B by)", sni, proxy.PeerHost(pr.idB))
 	}
 	pr.b.state.UpdatePeer(pr.idA, func(p *federation.Peer) { p.Status = federation.StatusSuspended })
@@ -273,5 +275,24 @@ func TestPKIRefusesUnreachablePeerAtTLS(t *testing.T) {
 	code, _, body := do(t, pr.client, pr.req(t, "GET", "/api/status", nil))
 	if code != 502 || denialReason(t, body) != proxy.ReasonPeerRefused {
 		t.Errorf("through A: %d %s", code, body)
+	}
+}
+
+// TestAuditDownSafeMethod: a safe call may reach the backend while its
+// record is being written, but nothing of the response is released when
+// the append fails.
+func TestAuditDownSafeMethod(t *testing.T) {
+	pr := newPair(t, nil, nil)
+	pr.b.audit.setFail(errAuditDown)
+	r := pr.req(t, http.MethodGet, "/api/status/secret-data", nil)
+	code, _, body := do(t, pr.client, r)
+	if code != 503 || denialReason(t, body) != proxy.ReasonAuditUnavailable || strings.Contains(body, "secret-data") {
+		t.Errorf("%d %s", code, body)
+	}
+	pr.b.audit.setFail(nil)
+	pr.a.audit.setFail(errAuditDown)
+	code, _, body = do(t, pr.client, pr.req(t, http.MethodGet, "/api/status/secret-data", nil))
+	if code != 503 || strings.Contains(body, "secret-data") {
+		t.Errorf("A's log down: %d %s", code, body)
 	}
 }

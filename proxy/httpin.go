@@ -272,16 +272,7 @@ func (p *Proxy) serveInboundHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer ic.end(req)
-	// Fail closed: no durable record, no call.
 	rec.Decision = audit.DecisionAllow
-	seq, err := p.cfg.Auditor.Append(ctx, rec)
-	if err != nil {
-		p.m.auditErrors.Inc()
-		p.m.deny(dirInbound, ic.peerID, ReasonAuditUnavailable)
-		p.log.Error("audit append failed, refusing call", "peer", ic.peerID, "err", err)
-		writeDenial(w, &denial{status: http.StatusServiceUnavailable, reason: ReasonAuditUnavailable})
-		return
-	}
 	h := r.Header
 	stripIdentity(h)
 	cert, info := ic.headers()
@@ -292,11 +283,15 @@ func (p *Proxy) serveInboundHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength < 0 {
 		r.Body = http.MaxBytesReader(w, r.Body, p.cfg.Limits.MaxBodyBytes)
 	}
-	c := &call{rec: &rec, seq: seq, dir: dirInbound, peer: ic.peerID}
+	c := &call{rec: &rec, dir: dirInbound, peer: ic.peerID}
 	if isUpgrade(r) {
-		rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
-	} else if err := rt.up.forward(ctx, w, r, rt.target.Host, rt.uri(r)); err != nil {
-		p.forwardFailed(w, r, err, c)
+		if p.appendStrict(ctx, w, c) {
+			rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
+		}
+	} else {
+		p.auditAndForward(ctx, w, r, c, p.overlapAudit(r, false), func(gate func() error) error {
+			return rt.up.forwardGated(ctx, w, r, rt.target.Host, rt.uri(r), gate)
+		})
 	}
 	ic.pm.requests.Inc()
 	ic.pm.latency.Observe(time.Since(start).Seconds())
@@ -376,4 +371,80 @@ func (p *Proxy) forwardFailed(w http.ResponseWriter, r *http.Request, err error,
 	}
 	p.log.Debug("forward failed", "path", r.URL.Path, "err", err)
 	writeDenial(w, d)
+}
+
+// overlapAudit says whether the audit append may run while the call is
+// forwarded. The response is released only once the record is durable
+// either way, so the caller never receives anything unaudited; what the
+// choice decides is whether the far side may see the call first. That is
+// allowed for safe methods (GET, HEAD, OPTIONS: no side effects by HTTP
+// semantics) unless AuditStrictAll is set, and, on the outbound side, for
+// every method when OutboundAuditOverlap is set. Everything else is strict:
+// no durable record, no call.
+func (p *Proxy) overlapAudit(r *http.Request, outbound bool) bool {
+	if outbound && p.cfg.OutboundAuditOverlap {
+		return true
+	}
+	return !p.cfg.AuditStrictAll && safeMethod(r.Method) && r.Header.Get(HeaderMigrationID) == ""
+}
+
+// appendStrict makes c's record durable before anything is forwarded; on
+// failure it answers 503 and reports false.
+func (p *Proxy) appendStrict(ctx context.Context, w http.ResponseWriter, c *call) bool {
+	seq, err := p.cfg.Auditor.Append(ctx, *c.rec)
+	if err != nil {
+		p.auditFailed(w, c, err)
+		return false
+	}
+	c.seq = seq
+	return true
+}
+
+func (p *Proxy) auditFailed(w http.ResponseWriter, c *call, err error) {
+	p.m.auditErrors.Inc()
+	p.m.deny(c.dir, c.peer, ReasonAuditUnavailable)
+	p.log.Error("audit append failed, refusing call", "direction", c.dir, "peer", c.peer, "err", err)
+	writeDenial(w, &denial{status: http.StatusServiceUnavailable, reason: ReasonAuditUnavailable})
+}
+
+type auditResult struct {
+	seq uint64
+	err error
+}
+
+// auditAndForward appends c's record (fail-closed) and forwards the call
+// with fwd, strictly in that order or, with overlap, concurrently: then fwd
+// gets a gate that waits for the append and must be passed before any byte
+// of the response is written.
+func (p *Proxy) auditAndForward(ctx context.Context, w http.ResponseWriter, r *http.Request, c *call, overlap bool, fwd func(gate func() error) error) {
+	if !overlap {
+		if !p.appendStrict(ctx, w, c) {
+			return
+		}
+		if err := fwd(nil); err != nil {
+			p.forwardFailed(w, r, err, c)
+		}
+		return
+	}
+	done := make(chan auditResult, 1)
+	snapshot := *c.rec
+	go func() {
+		seq, err := p.cfg.Auditor.Append(ctx, snapshot)
+		done <- auditResult{seq, err}
+	}()
+	var got *auditResult
+	wait := func() error {
+		if got == nil {
+			res := <-done
+			got = &res
+			c.seq = res.seq
+		}
+		return got.err
+	}
+	err := fwd(wait)
+	if aerr := wait(); aerr != nil {
+		p.auditFailed(w, c, aerr)
+	} else if err != nil {
+		p.forwardFailed(w, r, err, c)
+	}
 }

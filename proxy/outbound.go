@@ -108,12 +108,6 @@ func (p *Proxy) serveOutboundHTTP(w http.ResponseWriter, r *http.Request) {
 	p.outReqs.add(peerID, req)
 	defer p.outReqs.remove(peerID, req)
 	rec.Decision = audit.DecisionAllow
-	auditFailed := func(err error) {
-		p.m.auditErrors.Inc()
-		p.m.deny(dirOutbound, peerID, ReasonAuditUnavailable)
-		p.log.Error("audit append failed, refusing call", "peer", peerID, "err", err)
-		writeDenial(w, &denial{status: http.StatusServiceUnavailable, reason: ReasonAuditUnavailable})
-	}
 	for _, k := range outboundStripped {
 		delete(r.Header, k)
 	}
@@ -121,45 +115,14 @@ func (p *Proxy) serveOutboundHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, p.cfg.Limits.MaxBodyBytes)
 	}
 	c := &call{rec: &rec, dir: dirOutbound, peer: peerID}
-	if p.cfg.OutboundAuditOverlap && !p.cfg.HTTP2ToPeers && !isUpgrade(r) {
-		// The append runs while the peer works; the response waits for it.
-		type res struct {
-			seq uint64
-			err error
-		}
-		done := make(chan res, 1)
-		snapshot := rec
-		go func() {
-			seq, err := p.cfg.Auditor.Append(ctx, snapshot)
-			done <- res{seq, err}
-		}()
-		var got *res
-		wait := func() error {
-			if got == nil {
-				r := <-done
-				got = &r
-				c.seq = r.seq
-			}
-			return got.err
-		}
-		err := p.peerUpstream(peerID).forwardGated(ctx, w, r, PeerHost(peerID), r.URL.RequestURI(), wait)
-		if aerr := wait(); aerr != nil {
-			auditFailed(aerr)
-		} else if err != nil {
-			p.forwardFailed(w, r, err, c)
+	if p.cfg.HTTP2ToPeers || isUpgrade(r) {
+		if p.appendStrict(ctx, w, c) {
+			p.outProxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
 		}
 	} else {
-		seq, err := p.cfg.Auditor.Append(ctx, rec)
-		if err != nil {
-			auditFailed(err)
-			return
-		}
-		c.seq = seq
-		if p.cfg.HTTP2ToPeers || isUpgrade(r) {
-			p.outProxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
-		} else if err := p.peerUpstream(peerID).forward(ctx, w, r, PeerHost(peerID), r.URL.RequestURI()); err != nil {
-			p.forwardFailed(w, r, err, c)
-		}
+		p.auditAndForward(ctx, w, r, c, p.overlapAudit(r, true), func(gate func() error) error {
+			return p.peerUpstream(peerID).forwardGated(ctx, w, r, PeerHost(peerID), r.URL.RequestURI(), gate)
+		})
 	}
 	pm := p.m.peer(dirOutbound, peerID)
 	pm.requests.Inc()
