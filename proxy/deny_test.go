@@ -1,10 +1,10 @@
 package proxy_test
 
 import (
-	"slices"
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
