@@ -2,11 +2,13 @@ package pki
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"math/big"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -67,12 +69,38 @@ func TrustHandler(ca *CA, revoked func() []Revocation) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(TrustBundleResponse{CABundlePEM: string(ca.BundlePEM()), GeneratedAt: time.Now().UTC()})
 	})
+	// A CRL is signed at most once per minute per revocation list, so that
+	// the endpoint cannot be used to make the CA sign in a loop.
+	var (
+		mu      sync.Mutex
+		lastKey [32]byte
+		lastDER []byte
+		lastAt  time.Time
+	)
 	mux.HandleFunc("GET /crl", func(w http.ResponseWriter, r *http.Request) {
-		der, err := ca.CRL(revoked())
-		if err != nil {
-			http.Error(w, "crl unavailable", http.StatusInternalServerError)
-			return
+		revs := revoked()
+		h := sha256.New()
+		for _, e := range revs {
+			if e.Serial != nil {
+				b := e.Serial.Bytes()
+				h.Write([]byte{byte(len(b))})
+				h.Write(b)
+			}
 		}
+		var key [32]byte
+		h.Sum(key[:0])
+		mu.Lock()
+		der := lastDER
+		if der == nil || key != lastKey || time.Since(lastAt) > time.Minute {
+			var err error
+			if der, err = ca.CRL(revs); err != nil {
+				mu.Unlock()
+				http.Error(w, "crl unavailable", http.StatusInternalServerError)
+				return
+			}
+			lastKey, lastDER, lastAt = key, der, time.Now()
+		}
+		mu.Unlock()
 		w.Header().Set("Content-Type", "application/pkix-crl")
 		w.Header().Set("Cache-Control", "no-store")
 		_, _ = w.Write(der)
