@@ -437,7 +437,9 @@ func TestLifecycleTwoSites(t *testing.T) {
 	}
 	b.waitAudit(t, idBA, "federation.notice", func(r auditRec) bool { return r.Metadata["final_notification"] == "event" })
 	b.waitAudit(t, idBA, "heartbeat", func(r auditRec) bool { return r.Metadata["final_notification"] == "heartbeat" })
-	a.waitAudit(t, idAB, "peer.transition", func(r auditRec) bool { return r.Metadata["to"] == "revoked" && r.Metadata["notice_delivered"] == "true" })
+	a.waitAudit(t, idAB, "peer.transition", func(r auditRec) bool {
+		return r.Metadata["to"] == "revoked" && r.Metadata["notice_delivered"] == "true"
+	})
 	if !a.crlSerials(t)[strings.ToLower(strings.TrimLeft(tv.Our.Serial, "0"))] {
 		t.Fatalf("A's CRL lacks its federation certificate for B (serial %s)", tv.Our.Serial)
 	}
