@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -178,6 +179,9 @@ func (s *Store) configuration() ([]raft.Server, uint64, error) {
 func (s *Store) joinLeader(ctx context.Context, nodeID, raftAddr string) error {
 	if s.raft.State() != raft.Leader {
 		return ErrNotLeader
+	}
+	if _, _, err := net.SplitHostPort(raftAddr); err != nil || nodeID == "" || len(nodeID) > 128 {
+		return &RefusedError{Type: "join", Reason: fmt.Sprintf("join needs a node id and a host:port address (got %q, %q)", nodeID, raftAddr)}
 	}
 	servers, _, err := s.configuration()
 	if err != nil {
