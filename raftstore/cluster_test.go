@@ -625,3 +625,22 @@ func TestIsolatedLeaderIsReplaced(t *testing.T) {
 		t.Fatal("isolated node accepted a write")
 	}
 }
+
+func TestOpenRefusesDuplicateMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := raftstoretest.NewCluster(t, 1, raftstoretest.Options{Modify: func(cfg *raftstore.Config) { cfg.Registerer = reg }})
+	cfg := c.Nodes[0].Config
+	cfg.NodeID, cfg.DataDir, cfg.BindAddr = raftstoretest.NewNodeID(t), t.TempDir(), "127.0.0.1:0"
+	if s, err := raftstore.Open(cfg); err == nil {
+		s.Close()
+		t.Fatal("a second store registered the same metrics")
+	}
+	// The failed Open released everything: the first store still works
+	// and its data dir is not locked by a leftover.
+	if _, err := c.Nodes[0].Store.Apply(ctxT(t, 10*time.Second), kvPut("x", "y")); err != nil {
+		t.Fatal(err)
+	}
+	c.Stop(0)
+	c.Start(0)
+	c.WaitReady(0)
+}

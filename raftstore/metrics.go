@@ -16,6 +16,7 @@ type metrics struct {
 	diskWrite         prometheus.Histogram
 
 	reg        prometheus.Registerer
+	status     func() Status
 	registered []prometheus.Collector
 }
 
@@ -59,10 +60,18 @@ func newMetrics(reg prometheus.Registerer, status func() Status) (*metrics, erro
 			Help: "Watch events folded into a resync event because a watcher was slow.",
 		}),
 	}
-	if reg == nil {
-		return m, nil
-	}
+	m.status = status
 	m.reg = reg
+	return m, nil
+}
+
+// register adds the collectors to the Registerer (if any). Open calls it
+// last, once raft exists, so a scrape never races the construction.
+func (m *metrics) register() error {
+	reg, status := m.reg, m.status
+	if reg == nil {
+		return nil
+	}
 	gauge := func(name, help string, f func(Status) uint64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "fedgate", Subsystem: "raft", Name: name, Help: help},
 			func() float64 { return float64(f(status())) })
@@ -75,9 +84,9 @@ func newMetrics(reg prometheus.Registerer, status func() Status) (*metrics, erro
 	} {
 		if err := reg.Register(c); err != nil {
 			m.unregister()
-			return nil, fmt.Errorf("register metrics: %w", err)
+			return fmt.Errorf("register metrics: %w", err)
 		}
 		m.registered = append(m.registered, c)
 	}
-	return m, nil
+	return nil
 }

@@ -68,6 +68,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.watch = newWatchHub(s.metrics)
 	fail := func(err error) (*Store, error) {
+		if s.raft != nil {
+			s.raft.Shutdown().Error()
+		}
 		s.shutdownParts()
 		return nil, err
 	}
@@ -111,6 +114,9 @@ func Open(cfg Config) (*Store, error) {
 	s.raft, err = raft.NewRaft(rc, s.fsm, timedLogStore{s.bolt, s.disk}, timedStableStore{s.bolt, s.disk}, snaps, s.trans)
 	if err != nil {
 		return fail(fmt.Errorf("start raft: %w", err))
+	}
+	if err := s.metrics.register(); err != nil {
+		return fail(err)
 	}
 	s.mux.start(s.serveRPC)
 	s.wg.Add(2)
@@ -408,7 +414,7 @@ func (s *Store) shutdownParts() {
 		s.watch.close()
 	}
 	s.leaders.close()
-	if s.metrics != nil && s.metrics.reg != nil {
+	if s.metrics != nil {
 		s.metrics.unregister()
 	}
 }
