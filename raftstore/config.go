@@ -84,7 +84,7 @@ func (c *Config) setDefaults() {
 		c.HeartbeatTimeout = DefaultHeartbeatTimeout
 	}
 	if c.ElectionTimeout == 0 {
-		c.ElectionTimeout = DefaultElectionTimeout
+		c.ElectionTimeout = max(DefaultElectionTimeout, c.HeartbeatTimeout)
 	}
 	if c.LeaderLeaseTimeout == 0 {
 		c.LeaderLeaseTimeout = DefaultLeaderLeaseTimeout

@@ -238,6 +238,13 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+	// Setting only the heartbeat keeps the other timeouts consistent.
+	c = good()
+	c.HeartbeatTimeout = time.Second
+	c.setDefaults()
+	if err := c.Validate(); err != nil || c.ElectionTimeout != time.Second || c.LeaderLeaseTimeout != 125*time.Millisecond {
+		t.Errorf("heartbeat-only config: %v %+v", err, c)
+	}
 	if _, err := Open(Config{NodeID: "x"}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("Open with a bad config: %v", err)
 	}
