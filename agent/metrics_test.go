@@ -2,11 +2,14 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +20,11 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/google/go-cmp/cmp"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"github.com/powernode/fedgate/netctl"
+	"github.com/powernode/fedgate/netctl/netctltest"
 	"github.com/powernode/fedgate/raftstore"
 )
 
@@ -281,5 +289,166 @@ func TestServeMetricsConfig(t *testing.T) {
 	serveTestMetrics(t, a) // second registration of the same collectors
 	if code, _ := get(t, "http://"+addr+"/healthz"); code != http.StatusOK {
 		t.Fatalf("/healthz on %s: %d", addr, code)
+	}
+}
+
+// registeredNames lists every metric family the collectors on reg
+// describe (counters, gauges, histograms and vectors, observed or not),
+// with the _bucket/_sum/_count series of histograms and summaries.
+func registeredNames(t *testing.T, reg *prometheus.Registry) map[string]bool {
+	t.Helper()
+	ch := make(chan *prometheus.Desc)
+	go func() { reg.Describe(ch); close(ch) }()
+	names := map[string]bool{}
+	for d := range ch {
+		m := fqNameRE.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatalf("cannot read the name of %s", d)
+		}
+		names[m[1]] = true
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Logf("gather: %v", err)
+	}
+	typ := map[string]dto.MetricType{}
+	for _, mf := range mfs {
+		typ[mf.GetName()] = mf.GetType()
+	}
+	// A histogram's series: known from its gathered type, or (a vector with
+	// no child yet, so not gathered) allowed on its described name.
+	for n := range maps.Clone(names) {
+		t, gathered := typ[n]
+		if !gathered || t == dto.MetricType_HISTOGRAM || t == dto.MetricType_SUMMARY {
+			for _, s := range []string{"_bucket", "_sum", "_count"} {
+				names[n+s] = true
+			}
+		}
+	}
+	return names
+}
+
+var (
+	fqNameRE     = regexp.MustCompile(`fqName: "([^"]+)"`)
+	promStrings  = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+	promBraces   = regexp.MustCompile(`\{[^}]*\}`)
+	promGrouping = regexp.MustCompile(`\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)`)
+	promRange    = regexp.MustCompile(`\[[^\]]*\]`)
+	promIdent    = regexp.MustCompile(`[a-zA-Z_:][a-zA-Z0-9_:]*(\s*\()?`)
+	promKeywords = map[string]bool{"by": true, "without": true, "on": true, "ignoring": true, "bool": true,
+		"and": true, "or": true, "unless": true, "offset": true, "group_left": true, "group_right": true, "inf": true, "nan": true}
+)
+
+// metricNames returns the metric names a PromQL expression selects.
+func metricNames(expr string) []string {
+	e := promStrings.ReplaceAllString(expr, `""`)
+	e = promBraces.ReplaceAllString(e, " ")
+	e = promGrouping.ReplaceAllString(e, " ")
+	e = promRange.ReplaceAllString(e, " ")
+	var out []string
+	for _, m := range promIdent.FindAllString(e, -1) {
+		if strings.HasSuffix(m, "(") || promKeywords[strings.ToLower(m)] {
+			continue // a function call or an operator keyword
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestMetricNamesFromPromQL(t *testing.T) {
+	for expr, want := range map[string][]string{
+		`histogram_quantile(0.99, sum by (le, peer) (rate(fedgate_proxy_request_duration_seconds_bucket{instance=~"$instance"}[5m])))`: {"fedgate_proxy_request_duration_seconds_bucket"},
+		`fedgate_audit_last_seq{instance=~"a"} - fedgate_audit_shipped_seq`:                                                            {"fedgate_audit_last_seq", "fedgate_audit_shipped_seq"},
+		`fedgate_agent_raft_state == 1 and on (instance) up`:                                                                           {"fedgate_agent_raft_state", "up"},
+		`fedgate_pki_certificate_not_after_seconds - time()`:                                                                           {"fedgate_pki_certificate_not_after_seconds"},
+	} {
+		if diff := cmp.Diff(want, metricNames(expr)); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", expr, diff)
+		}
+	}
+}
+
+// TestDashboardMetricsExist: every metric the Grafana dashboard queries is
+// registered by the real code: a started agent (raft, pki, audit, proxy,
+// the agent's own gauges, Go and process) and netctl's manager on a fake
+// host (the agent runs with netctl off here: it would touch the host).
+func TestDashboardMetricsExist(t *testing.T) {
+	a := newTestAgent(t)
+	serveTestMetrics(t, a)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := a.start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	key, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := netctltest.NewHost(true)
+	nm, err := netctl.New(netctl.Config{WG: host.WG(), Netlink: host.Netlink(), Announcer: host.Announcer(),
+		Backend: netctl.BackendKernel, PrivateKey: key, Registerer: a.reg, AnnounceRefresh: -1, AnnounceBurst: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nm.Close()
+	have := registeredNames(t, a.reg)
+
+	b, err := os.ReadFile("../dashboards/fedgate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name       string `json:"name"`
+				Definition string `json:"definition"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("dashboard JSON: %v", err)
+	}
+	queries := map[string]string{} // expr -> where
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			queries[tg.Expr] = "panel " + p.Title
+		}
+	}
+	for _, v := range dash.Templating.List {
+		if v.Definition != "" {
+			queries[strings.TrimSuffix(strings.TrimPrefix(v.Definition, "label_values("), ", instance)")] = "variable " + v.Name
+		}
+	}
+	if len(queries) < 20 {
+		t.Fatalf("only %d queries in the dashboard", len(queries))
+	}
+	used := map[string]bool{}
+	for expr, where := range queries {
+		names := metricNames(expr)
+		if len(names) == 0 {
+			t.Errorf("%s: no metric in %q", where, expr)
+		}
+		for _, n := range names {
+			used[n] = true
+			if !have[n] {
+				t.Errorf("%s queries %s, which no code registers", where, n)
+			}
+		}
+	}
+	// The dashboard covers each part.
+	for _, prefix := range []string{"fedgate_agent_", "fedgate_raft_", "fedgate_proxy_", "fedgate_audit_", "fedgate_netctl_", "fedgate_pki_"} {
+		found := false
+		for n := range used {
+			found = found || strings.HasPrefix(n, prefix)
+		}
+		if !found {
+			t.Errorf("dashboard has no %s* panel", prefix)
+		}
 	}
 }

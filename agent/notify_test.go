@@ -136,6 +136,10 @@ cluster:
   listen: 127.0.0.1:0
 metrics:
   listen: ""
+netctl:
+  mode: "off"
+proxy:
+  outbound: 127.0.0.1:0
 `, filepath.Join(dir, "data"), level, filepath.Join(dir, "api.sock"))
 }
 
