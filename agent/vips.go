@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -52,6 +53,19 @@ type clusterView interface {
 	Members(ctx context.Context) ([]raftstore.ClusterMember, error)
 }
 
+// diskFence is the disk-stall fence (*raftstore.Store has it): a leader
+// stuck in a raft log write keeps heartbeating, so raft never replaces it;
+// the owner unmounts and then isolates the node so the others elect a new
+// leader.
+type diskFence interface {
+	LogWriteStall() time.Duration
+	Isolate() error
+}
+
+// errLeaseStuck: a lease check did not return in time (the leader loop is
+// blocked, e.g. on a stalled disk).
+var errLeaseStuck = errors.New("leader lease check did not return in time")
+
 // vipStore is a store that can do both (*raftstore.Store is one).
 type vipStore interface {
 	leaderStore
@@ -63,6 +77,12 @@ const (
 	defaultHolderLease   = 500 * time.Millisecond
 	defaultFailoverAfter = 1500 * time.Millisecond
 	defaultAssignEvery   = 200 * time.Millisecond
+	// defaultVerifyTimeout bounds one lease check: twice raftstore's
+	// default LeaderLeaseTimeout.
+	defaultVerifyTimeout = 250 * time.Millisecond
+	// defaultDiskStallAfter: a raft log write blocked this long fences the
+	// leader (a healthy fsync takes milliseconds).
+	defaultDiskStallAfter = time.Second
 )
 
 type vipOwner struct {
@@ -82,7 +102,16 @@ type vipOwner struct {
 	failoverAfter time.Duration
 	// assignEvery is how often the leader probes members and assigns.
 	assignEvery time.Duration
-	now         func() time.Time
+	// verifyTimeout bounds one VerifyLeader; a check still running after
+	// it counts as a lost lease.
+	verifyTimeout time.Duration
+	// diskStallAfter: a raft log write blocked this long on the leader
+	// unmounts everything and isolates the node (diskFence).
+	diskStallAfter time.Duration
+	now            func() time.Time
+
+	verifying chan error // an outstanding VerifyLeader (run goroutine only)
+	isolated  bool       // fenced for a stalled disk (run goroutine only)
 
 	leader   bool                        // raft leader with a confirmed barrier (run goroutine only)
 	leaderOK atomic.Bool                 // the same, for the assigner
@@ -97,7 +126,7 @@ type vipOwner struct {
 func newVIPOwner(nodeID string, s vipStore, m vipMounter, defIface string, log *slog.Logger) *vipOwner {
 	o := &vipOwner{nodeID: nodeID, store: s, m: m, defIface: defIface, log: log,
 		leaseEvery: 100 * time.Millisecond, holderLease: defaultHolderLease, failoverAfter: defaultFailoverAfter,
-		assignEvery: defaultAssignEvery, now: time.Now,
+		assignEvery: defaultAssignEvery, verifyTimeout: defaultVerifyTimeout, diskStallAfter: defaultDiskStallAfter, now: time.Now,
 		mounted: map[netip.Prefix]netctl.VIP{}, recording: map[string]bool{}}
 	o.assign = newVIPAssigner(o)
 	return o
@@ -119,6 +148,9 @@ func (o *vipOwner) holderInTouch() bool {
 // wanted lists the VIPs this node should hold now.
 func (o *vipOwner) wanted() map[netip.Prefix]netctl.VIP {
 	out := map[netip.Prefix]netctl.VIP{}
+	if o.isolated {
+		return out
+	}
 	inTouch := -1 // lazily: -1 unknown, 0 no, 1 yes
 	for _, v := range o.store.State().VIPs() {
 		if v.State == raftstore.VIPError {
@@ -277,7 +309,10 @@ func (o *vipOwner) run(ctx context.Context) {
 		// proves nothing: confirm leadership with a quorum before and
 		// after it (a stale "leader" view after a partition must never
 		// mount).
-		if err := o.store.VerifyLeader(); err != nil {
+		if o.isolated {
+			return
+		}
+		if err := o.verifyLease(); err != nil {
 			o.log.Debug("not confirmed as leader: VIPs stay unmounted", LogKeyErr, err)
 			return
 		}
@@ -285,7 +320,7 @@ func (o *vipOwner) run(ctx context.Context) {
 		err := o.store.Barrier(bctx)
 		c()
 		if err == nil {
-			err = o.store.VerifyLeader()
+			err = o.verifyLease()
 		}
 		if err != nil {
 			o.log.Warn("new leader could not confirm the log (Barrier) or its lease: VIPs stay unmounted for now", LogKeyErr, err)
@@ -339,9 +374,11 @@ func (o *vipOwner) run(ctx context.Context) {
 			if !latest() {
 				return
 			}
+			o.checkDisk(ctx, isLeader)
 			switch {
+			case o.isolated:
 			case o.leader:
-				if err := o.store.VerifyLeader(); err != nil {
+				if err := o.verifyLease(); err != nil {
 					o.log.Warn("leader lease not confirmed: dropping leader-held VIPs", LogKeyErr, err)
 					o.setLeader(false)
 				} else {
@@ -354,6 +391,54 @@ func (o *vipOwner) run(ctx context.Context) {
 				o.converge(ctx) // a follower's holder lease may have run out
 			}
 		}
+	}
+}
+
+// verifyLease confirms leadership with a quorum, bounded by verifyTimeout.
+// A check that does not return in time counts as failed, and no new one
+// starts while it is outstanding (the leader loop is stuck).
+func (o *vipOwner) verifyLease() error {
+	if o.verifying != nil {
+		select {
+		case <-o.verifying: // the stuck check finished; start afresh
+			o.verifying = nil
+		default:
+			return errLeaseStuck
+		}
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- o.store.VerifyLeader() }()
+	t := time.NewTimer(o.verifyTimeout)
+	defer t.Stop()
+	select {
+	case err := <-ch:
+		return err
+	case <-t.C:
+		o.verifying = ch
+		return errLeaseStuck
+	}
+}
+
+// checkDisk fences this node when it is (or believes it is) the leader and
+// a raft log write has been blocked for diskStallAfter: VIPs are unmounted
+// first, then the node is isolated so the others elect a new leader. The
+// node stays isolated until it is restarted.
+func (o *vipOwner) checkDisk(ctx context.Context, isLeader bool) {
+	f, ok := o.store.(diskFence)
+	if !ok || o.isolated || !(isLeader || o.leader) {
+		return
+	}
+	stall := f.LogWriteStall()
+	if stall < o.diskStallAfter {
+		return
+	}
+	o.log.Error("raft disk stalled on the leader: unmounting VIPs and isolating this node (restart it once the disk is healthy)",
+		"stalled_for", stall, "threshold", o.diskStallAfter)
+	o.setLeader(false)
+	o.isolated = true
+	o.converge(ctx)
+	if err := f.Isolate(); err != nil {
+		o.log.Error("isolate failed", LogKeyErr, err)
 	}
 }
 

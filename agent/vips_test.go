@@ -34,6 +34,7 @@ type fakeStore struct {
 	leader    bool
 	barrier   error
 	verify    error
+	block     chan struct{} // VerifyLeader blocks on it when set
 	lastCont  time.Time
 	members   []raftstore.ClusterMember
 	applied   []raftstore.VIPAssignPayload
@@ -111,7 +112,15 @@ func (f *fakeStore) Barrier(context.Context) error {
 	defer f.mu.Unlock()
 	return f.barrier
 }
-func (f *fakeStore) VerifyLeader() error       { f.mu.Lock(); defer f.mu.Unlock(); return f.verify }
+func (f *fakeStore) VerifyLeader() error {
+	f.mu.Lock()
+	block, err := f.block, f.verify
+	f.mu.Unlock()
+	if block != nil {
+		<-block
+	}
+	return err
+}
 func (f *fakeStore) set(fn func(f *fakeStore)) { f.mu.Lock(); defer f.mu.Unlock(); fn(f) }
 func (f *fakeStore) Status() raftstore.Status {
 	f.mu.Lock()
@@ -549,5 +558,75 @@ func TestStaleLeaderViewNeverMounts(t *testing.T) {
 	m.mu.Unlock()
 	if len(log) != 0 {
 		t.Fatalf("mounted on a stale leader view: %v", log)
+	}
+}
+
+// fenceStore adds the disk-stall fence to the fake.
+type fenceStore struct {
+	*fakeStore
+	stall    time.Duration
+	isolated int
+}
+
+func (f *fenceStore) LogWriteStall() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stall
+}
+
+func (f *fenceStore) Isolate() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.isolated++
+	f.leader = false
+	return nil
+}
+
+// TestStuckLeaseCheckUnmounts: a leader whose lease check never returns
+// (leader loop blocked on a stalled disk) drops its VIPs within the bound.
+func TestStuckLeaseCheckUnmounts(t *testing.T) {
+	f := newFakeStore(t, n1, n2, n3)
+	f.mustApply(t, raftstore.CmdVIPPut, raftstore.VIPPutPayload{Name: "site", CIDR: "10.9.0.50/32", Interface: "eth0"})
+	_, m := startOwner(t, f, n1)
+	f.setLeader(true)
+	wantMounts(t, m, "10.9.0.50/32 on eth0")
+	block := make(chan struct{})
+	t.Cleanup(func() { close(block) })
+	f.set(func(f *fakeStore) { f.block = block })
+	wantMounts(t, m, "")
+}
+
+// TestDiskStallFencesLeader: a raft log write stuck past diskStallAfter on
+// the leader unmounts every VIP, then isolates the node, once; it never
+// mounts again.
+func TestDiskStallFencesLeader(t *testing.T) {
+	fs := &fenceStore{fakeStore: newFakeStore(t, n1, n2, n3)}
+	fs.mustApply(t, raftstore.CmdVIPPut, raftstore.VIPPutPayload{Name: "site", CIDR: "10.9.0.50/32", Interface: "eth0"})
+	m := &fakeMounter{}
+	o := newVIPOwner(n1, fs, m, "eth0", testLogger(t))
+	o.leaseEvery, o.assignEvery, o.diskStallAfter = 10*time.Millisecond, 10*time.Millisecond, 300*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); o.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	fs.setLeader(true)
+	wantMounts(t, m, "10.9.0.50/32 on eth0")
+	fs.mu.Lock()
+	fs.stall = 100 * time.Millisecond // a slow write, below the threshold
+	fs.mu.Unlock()
+	time.Sleep(50 * time.Millisecond)
+	wantMounts(t, m, "10.9.0.50/32 on eth0")
+	fs.mu.Lock()
+	fs.stall = 2 * time.Second
+	fs.mu.Unlock()
+	wantMounts(t, m, "")
+	waitFor(t, "isolated", func() bool { fs.mu.Lock(); defer fs.mu.Unlock(); return fs.isolated == 1 })
+	fs.setLeader(true) // even if raft claimed leadership again
+	time.Sleep(50 * time.Millisecond)
+	wantMounts(t, m, "")
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.isolated != 1 {
+		t.Fatalf("isolated %d times, want once", fs.isolated)
 	}
 }
