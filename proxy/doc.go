@@ -25,6 +25,26 @@
 // CIDR (403). Every denial is answered with a JSON body
 // {"error":"<reason>","status":N} and audited.
 //
+// Identity reaches the backend in X-Federation-Peer-Id, X-Remote-Subject
+// and the Traefik-compatible X-Forwarded-Tls-Client-Cert (base64 DER per
+// certificate, leaf first, comma-joined) and X-Forwarded-Tls-Client-Cert-Info
+// (URL-encoded Subject="CN=…"); every client-supplied identity header
+// (including Forwarded, X-Forwarded-*, X-Real-Ip and RFC 9440 Client-Cert)
+// is removed first.
+//
+// Audit: one record per L7 request and per L4 connection through the
+// Auditor's fail-closed Append; a response is never released before its
+// record is durable (503 audit_unavailable otherwise). Unsafe methods and
+// migration calls are forwarded only after the record is durable; for safe
+// methods the append runs while the call is forwarded (Config.AuditStrictAll
+// turns that off). A failed forward (backend down, 502) adds a follow-up
+// record naming the request's sequence number.
+//
+// Hot path: requests are forwarded by a small HTTP/1.1 client (upstream.go)
+// that pools keep-alive connections per backend and per peer and does each
+// exchange on the handler's goroutine; httputil.ReverseProxy only carries
+// protocol upgrades (and HTTP/2 to peers when Config.HTTP2ToPeers is set).
+//
 // Lifecycle: trust and certificate changes apply to new handshakes only.
 // StateChanged re-evaluates live connections: those of a peer that is no
 // longer reachable, or whose certificate has been revoked, are closed, except

@@ -44,21 +44,30 @@ trap cleanup EXIT
 bash "$PAIR_SH" start "$WORK/nginx"
 
 wait_ready() { for _ in $(seq 150); do grep -qs '^ready' "$1" && return 0; sleep 0.2; done; echo "not ready: $1" >&2; cat "$1" >&2; exit 1; }
-GOGC=$FG_GOGC "$WORK/bin/fedgate-pair" -dir "$WORK/fg" -role b -audit="$AUDIT" >"$WORK/fg-b.out" 2>&1 &
-PIDS+=($!); FG_B_PID=$!
-wait_ready "$WORK/fg-b.out"
-GOGC=$FG_GOGC "$WORK/bin/fedgate-pair" -dir "$WORK/fg" -role a -audit="$AUDIT" >"$WORK/fg-a.out" 2>&1 &
-PIDS+=($!)
-wait_ready "$WORK/fg-a.out"
-# A second site-A process, same certificates, with the outbound audit append
-# overlapped with the call to the peer (Config.OutboundAuditOverlap).
-GOGC=$FG_GOGC "$WORK/bin/fedgate-pair" -dir "$WORK/fg" -role a -audit="$AUDIT" -overlap -tag overlap -outbound 127.0.0.1:18092 >"$WORK/fg-a2.out" 2>&1 &
-PIDS+=($!)
-wait_ready "$WORK/fg-a2.out"
+# fg_start ROLE TAG ARGS...: one fedgate process (site a or b) on the shared
+# work dir (same CAs, ids and certificates), audit dir suffixed with TAG.
+fg_start() {
+  local role=$1 tag=$2; shift 2
+  GOGC=$FG_GOGC "$WORK/bin/fedgate-pair" -dir "$WORK/fg" -role "$role" -tag "$tag" "$@" >"$WORK/fg-$role$tag.out" 2>&1 &
+  PIDS+=($!); LAST_PID=$!
+  wait_ready "$WORK/fg-$role$tag.out"
+}
+# fedgate: the default audit order (safe methods: append overlapped with the
+# forward, response released only once durable; other methods strictly
+# before), audit on both sites.
+fg_start b "" -audit="$AUDIT" -inbound 127.0.0.1:18453; FG_B_PID=$LAST_PID
+fg_start a "" -audit="$AUDIT" -inbound 127.0.0.1:18453 -outbound 127.0.0.1:18091
+# fg-strict: every call audited strictly before it is forwarded (AuditStrictAll).
+fg_start b strict -audit="$AUDIT" -strict -inbound 127.0.0.1:18454
+fg_start a strict -audit="$AUDIT" -strict -inbound 127.0.0.1:18454 -outbound 127.0.0.1:18092
+# fg-noaudit: the same pair without audit, to show what the log costs.
+fg_start b noaudit -audit=false -inbound 127.0.0.1:18455
+fg_start a noaudit -audit=false -inbound 127.0.0.1:18455 -outbound 127.0.0.1:18093
 HOST=$(sed -n 's/^host=//p' "$WORK/fg-a.out")
 
-KINDS="direct nginx fedgate fg-overlap"
-declare -A URL=([direct]=http://127.0.0.1:18080/ [nginx]=http://127.0.0.1:18081/ [fedgate]=http://127.0.0.1:18091/ [fg-overlap]=http://127.0.0.1:18092/)
+KINDS="direct nginx fedgate fg-strict fg-noaudit"
+declare -A URL=([direct]=http://127.0.0.1:18080/ [nginx]=http://127.0.0.1:18081/ [fedgate]=http://127.0.0.1:18091/
+  [fg-strict]=http://127.0.0.1:18092/ [fg-noaudit]=http://127.0.0.1:18093/)
 for k in $KINDS; do
   curl -sf -H "Host: $HOST" "${URL[$k]}" >/dev/null || { echo "$k path does not answer 200" >&2; exit 1; }
 done
@@ -79,7 +88,7 @@ wrk_run() {
   printf '  %-10s %10.1f req/s  p50 %7.3f ms  p99 %8.3f ms\n' "$1" "$rps" "$p50" "$p99"
 }
 echo "== two hops, wrk -t2 -c32 -d$DUR, keep-alive, $ROUNDS interleaved rounds (audit on fedgate: $AUDIT)"
-echo "   fedgate = strict audit order on both sites (default); fg-overlap = outbound append overlapped"
+echo "   fedgate = default audit order, both sites audit; fg-strict = AuditStrictAll; fg-noaudit = no audit log"
 for r in $(seq "$ROUNDS"); do
   echo " round $r (load: $(cut -d' ' -f1-3 /proc/loadavg))"
   for k in $KINDS; do wrk_run "$k"; done
@@ -90,8 +99,8 @@ echo "== medians"
 for k in $KINDS; do
   printf '  %-10s %10.1f req/s  p50 %7.3f ms  p99 %8.3f ms\n' "$k" "$(col $k 1)" "$(col $k 2)" "$(col $k 3)"
 done
-awk -v f="$(col fedgate 1)" -v o="$(col fg-overlap 1)" -v n="$(col nginx 1)" -v d="$(col direct 1)" \
-  'BEGIN {printf "  ratio fedgate/nginx     %.2f\n  ratio fedgate/direct    %.2f\n  ratio fg-overlap/nginx  %.2f\n  ratio fg-overlap/direct %.2f\n  ratio nginx/direct      %.2f\n", f/n, f/d, o/n, o/d, n/d}'
+awk -v f="$(col fedgate 1)" -v s="$(col fg-strict 1)" -v o="$(col fg-noaudit 1)" -v n="$(col nginx 1)" -v d="$(col direct 1)" \
+  'BEGIN {printf "  ratio fedgate/nginx     %.2f\n  ratio fedgate/direct    %.2f\n  ratio fg-strict/nginx   %.2f\n  ratio fg-noaudit/nginx  %.2f\n  ratio nginx/direct      %.2f\n", f/n, f/d, s/n, o/n, n/d}'
 
 LG="$WORK/bin/loadgen"
 echo "== one hop with client certificates (Go load generator; first line checks it against the backend)"
@@ -109,4 +118,4 @@ awk -v fp50="$(get p50_ms "$F")" -v dp50="$(get p50_ms "$D")" -v fp99="$(get p99
   'BEGIN {printf "  fedgate minus direct: p50 %+.3f ms, p99 %+.3f ms\n", fp50-dp50, fp99-dp99}'
 echo "== memory per idle mTLS connection (fedgate inbound process RSS)"
 "$LG" -url https://127.0.0.1:18453/ -cert "$WORK/fg/a.pem" -key "$WORK/fg/a.key" -mode idle -idle 1000 -pid "$FG_B_PID" | sed 's/^/  fedgate /'
-echo "== audit records written: $(cat "$WORK"/fg/audit-*/*.jsonl 2>/dev/null | wc -l)"
+echo "== audit records written (all fedgate processes): $(cat "$WORK"/fg/audit-*/*.jsonl 2>/dev/null | wc -l)"

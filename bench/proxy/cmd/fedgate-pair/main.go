@@ -44,6 +44,7 @@ func main() {
 	grant := flag.Bool("grant", false, "require a grant on the route (prints the token)")
 	h2 := flag.Bool("h2", false, "HTTP/2 between the outbound and the inbound proxy")
 	tag := flag.String("tag", "", "suffix for this process's audit directory (several a processes on one dir)")
+	strict := flag.Bool("strict", false, "audit strictly before forwarding for every method (Config.AuditStrictAll)")
 	overlap := flag.Bool("overlap", false, "outbound audit append overlapped with the call to the peer (Config.OutboundAuditOverlap)")
 	role := flag.String("role", "both", "which side(s) this process runs: both, a (outbound) or b (inbound); start b first")
 	verbose := flag.Bool("verbose", false, "log at debug level")
@@ -56,7 +57,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fedgate-pair: -dir is required")
 		os.Exit(2)
 	}
-	h2peers, auditOverlap, auditTag = *h2, *overlap, *tag
+	h2peers, auditOverlap, auditTag, auditStrict = *h2, *overlap, *tag, *strict
 	if err := run(*dir, *role, *backend, *outAddr, *inAddr, *auditOn, *grant, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "fedgate-pair:", err)
 		os.Exit(1)
@@ -64,7 +65,7 @@ func main() {
 }
 
 var (
-	h2peers, auditOverlap bool
+	h2peers, auditOverlap, auditStrict bool
 	auditTag              string
 )
 
@@ -178,7 +179,7 @@ func run(dir, role, backend, outAddr, inAddr string, auditOn, grant, verbose boo
 	certsA, certsB := &proxytest.Certs{}, &proxytest.Certs{}
 	certsA.SetClient(idB, certA)
 	certsB.SetServer(certB)
-	base := proxy.Config{Logger: log, PlatformVersion: "1.4.0", GrantKey: func() *federation.TokenKey { return key },
+	base := proxy.Config{Logger: log, PlatformVersion: "1.4.0", GrantKey: func() *federation.TokenKey { return key }, AuditStrictAll: auditStrict,
 		Capabilities: federation.Capabilities{ResourceKinds: []string{"bench"}}}
 
 	cfgB := base
