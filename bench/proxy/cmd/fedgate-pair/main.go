@@ -66,7 +66,7 @@ func main() {
 
 var (
 	h2peers, auditOverlap, auditStrict bool
-	auditTag              string
+	auditTag                           string
 )
 
 type noAudit struct{}
