@@ -6,8 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -201,5 +203,105 @@ func TestReloadWithoutConfigFile(t *testing.T) {
 	}
 	if lv.Level() != slog.LevelInfo || a.cfg.Log.Level != "info" {
 		t.Fatal("dev reload changed the level")
+	}
+}
+
+// TestReloadSIGHUPStormProcess runs the real fedgated binary under a real
+// NOTIFY_SOCKET, sends it a storm of SIGHUPs and checks that they are
+// coalesced (far fewer reloads than signals, at least one), that each
+// reload is framed by RELOADING=1 / READY=1, that the daemon still serves,
+// and that SIGTERM ends with STOPPING=1 and exit status 0.
+func TestReloadSIGHUPStormProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs fedgated")
+	}
+	ns := listenNotify(t)
+	dir, err := os.MkdirTemp("", "fgs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "fedgated")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/powernode/fedgate/cmd/fedgated").CombinedOutput(); err != nil {
+		t.Fatalf("build fedgated: %v\n%s", err, out)
+	}
+	cfgPath := filepath.Join(dir, "fedgated.yaml")
+	if err := os.WriteFile(cfgPath, []byte(testConfigYAML(dir, "info")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	cmd := exec.Command(bin, "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = io.Discard, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+		}
+		if t.Failed() {
+			t.Logf("fedgated log:\n%s", logs.String())
+		}
+	})
+
+	for m := ""; !strings.HasPrefix(m, "READY=1"); {
+		m = ns.next(t, 90*time.Second)
+	}
+	const storm = 300
+	for range storm {
+		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Let the pending reload (if any) finish, then stop.
+	time.Sleep(500 * time.Millisecond)
+	ra := &runningAgent{cfg: Config{API: APIConfig{Socket: filepath.Join(dir, "api.sock")}}}
+	resp, err := ra.client().Get("http://fedgated/v1/status")
+	if err != nil {
+		t.Fatalf("daemon stopped serving after the storm: %v", err)
+	}
+	resp.Body.Close()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("fedgated exit: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("fedgated did not stop within 60s of SIGTERM")
+	}
+
+	msgs := ns.drain(200 * time.Millisecond)
+	reloading, readyAgain := count(msgs, "RELOADING=1"), count(msgs, "READY=1\nSTATUS=serving; reloaded")
+	reloads := strings.Count(logs.String(), "msg=reloaded")
+	t.Logf("%d SIGHUPs -> %d reloads (%d RELOADING=1, %d READY=1)", storm, reloads, reloading, readyAgain)
+	if reloads < 1 || reloads >= storm/2 {
+		t.Errorf("%d SIGHUPs gave %d reloads: not coalesced", storm, reloads)
+	}
+	if reloading != reloads || readyAgain != reloads {
+		t.Errorf("reloads %d, RELOADING=1 %d, READY=1 after reload %d: want equal", reloads, reloading, readyAgain)
+	}
+	if len(msgs) == 0 || msgs[len(msgs)-1] != "STOPPING=1" {
+		t.Errorf("last datagram %q, want STOPPING=1", msgs)
+	}
+	// RELOADING=1 and READY=1 alternate.
+	want := "RELOADING=1"
+	for _, m := range msgs {
+		if m == "RELOADING=1" || strings.HasPrefix(m, "READY=1") {
+			if !strings.HasPrefix(m, want) {
+				t.Fatalf("datagram order %q", msgs)
+			}
+			if want == "RELOADING=1" {
+				want = "READY=1"
+			} else {
+				want = "RELOADING=1"
+			}
+		}
 	}
 }
