@@ -416,3 +416,21 @@ func waitReleased(ctx context.Context, s clusterView, from string, index uint64,
 		}
 	}
 }
+
+// HandOffLeadership hands raft leadership to another voter before a
+// planned stop, so leader-held VIPs move within one election round trip
+// instead of after a heartbeat timeout. A no-op on a follower; bounded by
+// timeout. Call it first in shutdown, before anything is cancelled.
+func (a *Agent) HandOffLeadership(timeout time.Duration) {
+	s := a.store.Load()
+	if s == nil || !s.IsLeader() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := s.TransferLeadership(ctx, ""); err != nil {
+		a.log.Warn("could not hand leadership over before stopping", LogKeyErr, err)
+		return
+	}
+	a.log.Info("leadership handed over before stopping")
+}

@@ -121,7 +121,7 @@ func (c *chaosNet) formCluster() {
 		n.start()
 		c.join(n1, n)
 	}
-	eventually(t, 30*time.Second, "three voters", func() error { return wantVoters(n1.node, 3) })
+	eventually(t, 30*time.Second, "all voters", func() error { return wantVoters(n1.node, len(c.nodes)) })
 	n1.mustCLI("vips", "add", "site", chaosVIPCIDR, "--interface", "eth0")
 }
 
