@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -374,7 +375,12 @@ func (r revocationView) Revoked(serial *big.Int, spki [32]byte) bool {
 	if s == nil {
 		return false
 	}
-	return s.State().IsRevoked(serial.Text(16), fmt.Sprintf("%x", spki[:]))
+	return isRevoked(s.State(), serial, spki)
+}
+
+// isRevoked answers a revocation check from a state copy.
+func isRevoked(st *raftstore.State, serial *big.Int, spki [32]byte) bool {
+	return st.IsRevoked(serial.Text(16), hex.EncodeToString(spki[:]))
 }
 
 func (a *Agent) revocations() pki.RevocationChecker { return revocationView{a} }

@@ -32,7 +32,12 @@ func (v stateView) Peers() []federation.Peer                 { return v.st().Pee
 type peerSource struct{ a *Agent }
 
 func (s peerSource) PeerTrust(id string) ([]byte, string, bool) {
-	p, ok := s.a.store.Load().State().Peer(id)
+	return peerTrust(s.a.store.Load().State(), id)
+}
+
+// peerTrust answers pki.PeerSource.PeerTrust from a state copy.
+func peerTrust(st *raftstore.State, id string) ([]byte, string, bool) {
+	p, ok := st.Peer(id)
 	if !ok {
 		return nil, "", false
 	}
