@@ -83,19 +83,19 @@ func pageExtras(name string) ([]docgen.Section, []string) {
 	switch name {
 	case "fedgated":
 		return []docgen.Section{
-			{"Files", "/etc/fedgate/fedgated.yaml: the configuration (reference: /usr/share/doc/fedgate/config.md.gz).\n\n" +
+			{Title: "Files", Text: "/etc/fedgate/fedgated.yaml: the configuration (reference: /usr/share/doc/fedgate/config.md.gz).\n\n" +
 				"/var/lib/fedgate: raft state, the site CA, keys and the audit log (mode 0700, owned by fedgate).\n\n" +
 				"/run/fedgate/fedgate.sock: the local API the fedgate CLI talks to (mode 0660)."},
-			{"Signals", "SIGHUP re-reads the configuration: what can change live is applied, what needs a restart is logged, " +
+			{Title: "Signals", Text: "SIGHUP re-reads the configuration: what can change live is applied, what needs a restart is logged, " +
 				"and an invalid file is refused with the running configuration kept. Signal storms are coalesced. " +
 				"SIGTERM and SIGINT stop gracefully."},
-			{"Systemd", "fedgated.service runs as Type=notify: READY=1 is sent once raft has a leader and this node has applied what was committed; " +
+			{Title: "Systemd", Text: "fedgated.service runs as Type=notify: READY=1 is sent once raft has a leader and this node has applied what was committed; " +
 				"the main loop pings the watchdog and stops when it is stuck. fedgate-wg@IFACE.service runs one userspace WireGuard device."},
 		}, []string{"fedgate(1)", "systemd.service(5)"}
 	default:
 		return []docgen.Section{
-			{"Environment", "FEDGATE_SOCKET: the local API socket when --socket is not given (default /run/fedgate/fedgate.sock)."},
-			{"Exit status", "0 on success; 1 when the command failed, with one line on standard error."},
+			{Title: "Environment", Text: "FEDGATE_SOCKET: the local API socket when --socket is not given (default /run/fedgate/fedgate.sock)."},
+			{Title: "Exit status", Text: "0 on success; 1 when the command failed, with one line on standard error."},
 		}, []string{"fedgated(8)"}
 	}
 }
