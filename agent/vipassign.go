@@ -48,6 +48,7 @@ func (a *vipAssigner) run(ctx context.Context) {
 	t := time.NewTicker(a.o.assignEvery)
 	defer t.Stop()
 	warned := false
+	var lastProbe time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -60,6 +61,11 @@ func (a *vipAssigner) run(ctx context.Context) {
 			a.mu.Unlock()
 			continue
 		}
+		st := a.o.store.State()
+		if !hasHolderLists(st) && time.Since(lastProbe) < warnEvery {
+			continue // nothing to assign: probe members only for the warning
+		}
+		lastProbe = time.Now()
 		ms, err := a.o.store.Members(ctx)
 		if err != nil {
 			continue
@@ -71,7 +77,6 @@ func (a *vipAssigner) run(ctx context.Context) {
 			warned = false
 		}
 		view := a.observe(ms)
-		st := a.o.store.State()
 		for _, p := range planVIPs(st, view) {
 			if !a.o.leaderOK.Load() {
 				break
@@ -86,6 +91,19 @@ func (a *vipAssigner) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// warnEvery is how often the leader probes members when no VIP has holder
+// lists (for the two-voter warning only).
+const warnEvery = 10 * time.Second
+
+func hasHolderLists(st *raftstore.State) bool {
+	for _, v := range st.VIPs() {
+		if !leaderHeld(v) {
+			return true
+		}
+	}
+	return false
 }
 
 // observe folds one probe into the liveness view. A leader that just won
