@@ -572,3 +572,47 @@ func TestLifecycleRefusals(t *testing.T) {
 	}
 	a.waitAudit(t, idAD, "peer.transition", func(r auditRec) bool { return r.Metadata["notice_delivered"] == "false" })
 }
+
+// TestLifecycleStaleAndPlainRevoke: a silent peer goes active → degraded
+// with a peer_heartbeat_stale finding; `fedgate peers revoke` (the plain
+// route) still delivers the final notice, after the fact, to a reachable
+// peer and records the failure for an unreachable one.
+func TestLifecycleStaleAndPlainRevoke(t *testing.T) {
+	a := newLifecycleSite(t, "siteA", lcOpts{})
+	e := newLifecycleSite(t, "siteE", lcOpts{})
+	f := newLifecycleSite(t, "siteF", lcOpts{})
+	idAE, _ := pair(t, a, e)
+	idAF, idFA := pair(t, a, f)
+	a.waitStatus(t, idAE, "active", 20*time.Second)
+	a.waitStatus(t, idAF, "active", 20*time.Second)
+	f.waitStatus(t, idFA, "active", 20*time.Second)
+
+	// E goes silent: degraded after stale_after (4s), with a finding.
+	e.kill()
+	a.waitStatus(t, idAE, "degraded", 15*time.Second)
+	var findings []struct {
+		Kind string `json:"kind"`
+	}
+	if err := a.cliJSON(&findings, "findings", "--peer", idAE); err != nil {
+		t.Fatal(err)
+	}
+	stale := false
+	for _, fd := range findings {
+		stale = stale || fd.Kind == "peer_heartbeat_stale"
+	}
+	if !stale {
+		t.Fatalf("no peer_heartbeat_stale finding: %+v", findings)
+	}
+
+	// Plain revoke of the reachable F: F learns it and marks A revoked.
+	a.mustCLI("peers", "revoke", idAF, "--reason", "e2e plain revoke")
+	f.waitStatus(t, idFA, "revoked", 15*time.Second)
+	a.waitAudit(t, idAF, "federation.notice", func(r auditRec) bool {
+		return r.Metadata["notice_delivered"] == "true" && r.Metadata["revoked_cert_serial"] != ""
+	})
+	// Plain revoke of the unreachable E: the failure is recorded.
+	a.mustCLI("peers", "revoke", idAE, "--reason", "e2e plain revoke, unreachable")
+	a.waitAudit(t, idAE, "federation.notice", func(r auditRec) bool {
+		return r.Metadata["notice_delivered"] == "false" && r.Metadata["notice_error"] != ""
+	})
+}
