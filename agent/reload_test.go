@@ -207,7 +207,8 @@ func TestReloadWithoutConfigFile(t *testing.T) {
 }
 
 // TestReloadSIGHUPStormProcess runs the real fedgated binary under a real
-// NOTIFY_SOCKET, sends it a storm of SIGHUPs and checks that they are
+// NOTIFY_SOCKET with a watchdog (pings must arrive), sends it a storm of
+// SIGHUPs and checks that they are
 // coalesced (far fewer reloads than signals, at least one), that each
 // reload is framed by RELOADING=1 / READY=1, that the daemon still serves,
 // and that SIGTERM ends with STOPPING=1 and exit status 0.
@@ -232,6 +233,8 @@ func TestReloadSIGHUPStormProcess(t *testing.T) {
 	var logs syncBuffer
 	cmd := exec.Command(bin, "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = io.Discard, &logs
+	// The main loop feeds systemd's watchdog (200ms here) in the real binary.
+	cmd.Env = append(os.Environ(), "WATCHDOG_USEC=200000")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -251,6 +254,7 @@ func TestReloadSIGHUPStormProcess(t *testing.T) {
 	for m := ""; !strings.HasPrefix(m, "READY=1"); {
 		m = ns.next(t, 90*time.Second)
 	}
+	time.Sleep(time.Second) // watchdog pings accumulate
 	const storm = 300
 	for range storm {
 		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -287,8 +291,17 @@ func TestReloadSIGHUPStormProcess(t *testing.T) {
 	if reloading != reloads || readyAgain != reloads {
 		t.Errorf("reloads %d, RELOADING=1 %d, READY=1 after reload %d: want equal", reloads, reloading, readyAgain)
 	}
-	if len(msgs) == 0 || msgs[len(msgs)-1] != "STOPPING=1" {
-		t.Errorf("last datagram %q, want STOPPING=1", msgs)
+	if pings := count(msgs, "WATCHDOG=1"); pings < 3 {
+		t.Errorf("%d WATCHDOG=1 pings from the running daemon in over 1.5s (WATCHDOG_USEC=200ms)", pings)
+	}
+	var state []string // everything but the watchdog pings, which may race STOPPING=1
+	for _, m := range msgs {
+		if m != "WATCHDOG=1" {
+			state = append(state, m)
+		}
+	}
+	if len(state) == 0 || state[len(state)-1] != "STOPPING=1" {
+		t.Errorf("last state datagram of %q, want STOPPING=1", state)
 	}
 	// RELOADING=1 and READY=1 alternate.
 	want := "RELOADING=1"
