@@ -685,6 +685,7 @@ func (lc *lifecycle) loop(ctx context.Context) {
 	tick = min(max(tick, 50*time.Millisecond), time.Second)
 	t := time.NewTicker(tick)
 	defer t.Stop()
+	var lastGC time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -704,6 +705,35 @@ func (lc *lifecycle) loop(ctx context.Context) {
 			}
 		}
 		lc.checkStale(ctx)
+		if now.Sub(lastGC) > time.Minute {
+			lastGC = now
+			lc.gc(ctx)
+		}
+	}
+}
+
+// gc deletes seen notice nonces that can no longer be replayed (their
+// timestamps are outside the accepted skew) and expired invitations.
+func (lc *lifecycle) gc(ctx context.Context) {
+	st := lc.state()
+	now := lc.now()
+	var keys []string
+	for _, e := range st.KVList("lifecycle/nonce/") {
+		if now.Sub(e.Modified) > 2*lc.cfg.NoticeMaxSkew {
+			keys = append(keys, e.Key)
+		}
+	}
+	for _, e := range st.KVList("lifecycle/invite/") {
+		var inv invite
+		if json.Unmarshal(e.Value, &inv) != nil || !now.Before(inv.ExpiresAt) {
+			keys = append(keys, e.Key)
+		}
+	}
+	for _, k := range keys {
+		if _, err := lc.a.apply(ctx, raftstore.CmdKVDelete, raftstore.KVDeletePayload{Key: k}); err != nil && !errors.Is(err, raftstore.ErrNotFound) {
+			lc.log.Warn("lifecycle gc", "key", k, LogKeyErr, err)
+			return
+		}
 	}
 }
 
