@@ -46,5 +46,7 @@ run: build ## start a single-node dev site (fedgated --dev)
 demo: build ## two federated sites in network namespaces (root)
 	./scripts/demo.sh
 
+-include packaging/Makefile.inc
+
 clean: ## remove build output
 	rm -rf $(BIN) dist

@@ -145,6 +145,9 @@ func (a *Agent) start(ctx context.Context) error {
 	if err := a.serveLocalAPI(); err != nil {
 		return err
 	}
+	if err := a.serveMetrics(); err != nil {
+		return err
+	}
 	if a.store.Load() != nil {
 		if err := a.waitReady(ctx); err != nil {
 			return err

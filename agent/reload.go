@@ -5,6 +5,7 @@ import (
 
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 )
 
@@ -39,15 +40,16 @@ func (a *Agent) reload() (reloadResult, error) {
 			res.Applied = append(res.Applied, "log.level")
 		}
 	}
-	for _, f := range []struct {
-		name     string
-		old, new any
-	}{
-		{"node", a.cfg.Node, next.Node}, {"raft", a.cfg.Raft, next.Raft}, {"cluster", a.cfg.Cluster, next.Cluster},
-		{"pki", a.cfg.PKI, next.PKI}, {"metrics", a.cfg.Metrics, next.Metrics}, {"federation", a.cfg.Federation, next.Federation},
-	} {
-		if !reflect.DeepEqual(f.old, f.new) {
-			res.NeedsRestart = append(res.NeedsRestart, f.name)
+	// Every other section needs a restart; compare them all by reflection so
+	// a new section can never be silently ignored.
+	cur, nxt := reflect.ValueOf(a.cfg), reflect.ValueOf(next)
+	for i := 0; i < cur.NumField(); i++ {
+		f := cur.Type().Field(i)
+		if f.Name == "Log" || f.Name == "API" {
+			continue
+		}
+		if !reflect.DeepEqual(cur.Field(i).Interface(), nxt.Field(i).Interface()) {
+			res.NeedsRestart = append(res.NeedsRestart, strings.Split(f.Tag.Get("yaml"), ",")[0])
 		}
 	}
 	a.cfg.Log.Level = next.Log.Level
