@@ -355,7 +355,7 @@ func (p *Proxy) forwardFailed(w http.ResponseWriter, r *http.Request, err error,
 		d = &denial{status: http.StatusServiceUnavailable, reason: "cancelled"}
 	case errors.Is(err, ErrNoEndpoint):
 		d = &denial{status: http.StatusBadGateway, reason: ReasonPeerUnreachable}
-	case c != nil && c.dir == dirOutbound && strings.Contains(err.Error(), "remote error: tls:"):
+	case c != nil && c.dir == dirOutbound && (strings.Contains(err.Error(), "remote error: tls:") || errors.Is(err, errFreshClosed)):
 		d = &denial{status: http.StatusBadGateway, reason: ReasonPeerRefused}
 	}
 	if c != nil {

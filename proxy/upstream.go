@@ -122,8 +122,13 @@ var hopHeaders = map[string]bool{
 	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Expect": true,
 }
 
-// errUpstreamWrite marks a failure before any response byte was read.
+// errNoResponse marks a failure before any response byte was read.
 var errNoResponse = errors.New("upstream sent no response")
+
+// errFreshClosed marks a new connection closed before any response byte:
+// towards a peer this is how a TLS 1.3 server's refusal of our client
+// certificate usually shows (the alert races the close).
+var errFreshClosed = errors.New("new connection closed before a response")
 
 var longAgo = time.Unix(1, 0)
 
@@ -168,6 +173,9 @@ func (u *upstream) forwardGated(ctx context.Context, w http.ResponseWriter, r *h
 			// on a fresh connection.
 			if reused && attempt == 0 && errors.Is(err, errNoResponse) && r.ContentLength == 0 && safeMethod(r.Method) && ctx.Err() == nil {
 				continue
+			}
+			if !reused && errors.Is(err, errNoResponse) {
+				err = fmt.Errorf("%w: %w", errFreshClosed, err)
 			}
 			return err
 		}
