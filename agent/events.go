@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -252,7 +253,7 @@ func (lc *lifecycle) lateRevocation(ctx context.Context, p federation.Peer) {
 	reason := p.Metadata[federation.MetaRevocationReason]
 	var err error
 	if p.Metadata[metaControlURL] != "" {
-		err = errors2(lc.sendNotice(ctx, p, NoticeRevoked, reason),
+		err = errors.Join(lc.sendNotice(ctx, p, NoticeRevoked, reason),
 			lc.deliver(ctx, func(c context.Context) error { return lc.sendHeartbeat(c, p, federation.StatusRevoked) }))
 	}
 	serial := lc.revokeOurCert(ctx, p.ID, "peer revoked: "+reason)

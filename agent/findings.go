@@ -3,10 +3,8 @@ package agent
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/powernode/fedgate/audit"
@@ -109,8 +107,3 @@ func auditRecord(action, peerID, reason string, meta map[string]string) audit.Re
 	return audit.Record{Action: action, FederationPeerID: peerID, RemoteSubject: "fedgate:lifecycle", Decision: audit.DecisionAllow,
 		Reason: reason, Metadata: meta}
 }
-
-func errors2(a, b error) error { return errors.Join(a, b) }
-
-func netipParseAddrPort(s string) (netip.AddrPort, error) { return netip.ParseAddrPort(s) }
-func netipParsePrefix(s string) (netip.Prefix, error)     { return netip.ParsePrefix(s) }

@@ -31,6 +31,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -626,12 +627,12 @@ func (lc *lifecycle) checkHandshake(ctx context.Context, p federation.Peer, m ha
 		return err
 	}
 	if m.WireGuardEndpoint != "" {
-		if _, err := netipParseAddrPort(m.WireGuardEndpoint); err != nil {
+		if _, err := netip.ParseAddrPort(m.WireGuardEndpoint); err != nil {
 			return fmt.Errorf("wireguard_endpoint: %w", err)
 		}
 	}
 	for _, a := range m.WireGuardAllowedIPs {
-		if _, err := netipParsePrefix(a); err != nil {
+		if _, err := netip.ParsePrefix(a); err != nil {
 			return fmt.Errorf("wireguard_allowed_ips: %w", err)
 		}
 	}
