@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"fmt"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -100,20 +99,7 @@ func (a *Agent) apply(ctx context.Context, typ string, payload any) (raftstore.R
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	res, err := s.Apply(ctx, cmd)
-	if err != nil {
-		return res, err
-	}
-	// Read your writes: a follower answers only once its own copy has
-	// applied the command the leader applied.
-	for s.Status().AppliedIndex < res.Index {
-		select {
-		case <-ctx.Done():
-			return res, fmt.Errorf("applied at index %d on the leader, not yet here: %w", res.Index, ctx.Err())
-		case <-time.After(2 * time.Millisecond):
-		}
-	}
-	return res, nil
+	return applyLocal(ctx, s, cmd)
 }
 
 type statusResponse struct {
