@@ -540,6 +540,9 @@ func TestLifecycleRefusals(t *testing.T) {
 		t.Fatalf("D's suspension reason %q", p.Metadata["suspension_reason"])
 	}
 	d.waitAudit(t, idDA, "federation.notice", func(r auditRec) bool { return r.Reason == "replayed notice ignored" })
+	if out := d.mustCLI("compromise", "status"); !strings.Contains(out, idDA) || !strings.Contains(out, "e2e: keys stolen") {
+		t.Fatalf("compromise status:\n%s", out)
+	}
 	// The operator command reaches the partner (already suspended there).
 	var cr []struct {
 		PeerID    string `json:"federation_peer_id"`

@@ -37,6 +37,35 @@ func newCompromiseCmd(g *globals) *cobra.Command {
 		},
 	}
 	notify.Flags().StringVar(&reason, "reason", "", "what happened (required)")
-	c.AddCommand(notify)
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Peers that sent us a compromise notice (suspended pending operator review)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var st struct {
+				Peers []struct {
+					ID               string `json:"id"`
+					Status           string `json:"status"`
+					SuspensionReason string `json:"suspension_reason"`
+					CompromiseNotice string `json:"compromise_notice"`
+				} `json:"peers"`
+			}
+			if err := g.client().get("/v1/lifecycle", nil, &st); err != nil {
+				return err
+			}
+			rows := [][]string{}
+			for _, p := range st.Peers {
+				if p.CompromiseNotice != "" {
+					rows = append(rows, []string{p.ID, p.Status, p.CompromiseNotice, p.SuspensionReason})
+				}
+			}
+			if g.json {
+				return printJSON(rows)
+			}
+			table([]string{"PEER", "STATUS", "NOTICE", "SUSPENSION REASON"}, rows)
+			return nil
+		},
+	}
+	c.AddCommand(notify, status)
 	return c
 }
