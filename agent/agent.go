@@ -420,6 +420,28 @@ func (a *Agent) openStore() (*raftstore.Store, error) {
 
 func (a *Agent) storeMust() *raftstore.Store { return a.store.Load() }
 
+// onChange runs f in the background after every applied change to the
+// replicated state (coalesced by raftstore for slow readers) until ctx ends.
+func (a *Agent) onChange(ctx context.Context, f func()) {
+	events, cancel := a.store.Load().Watch()
+	a.bg.Add(1)
+	go func() {
+		defer a.bg.Done()
+		defer cancel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case _, ok := <-events:
+				if !ok {
+					return
+				}
+				f()
+			}
+		}
+	}()
+}
+
 // waitReady blocks until raft has a leader and this node has applied what
 // was committed (Barrier), then reports ready to systemd.
 func (a *Agent) waitReady(ctx context.Context) error {

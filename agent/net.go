@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/powernode/fedgate/netctl"
@@ -84,14 +85,14 @@ func (a *Agent) startNet(ctx context.Context) error {
 	np.vips = newVIPOwner(a.nodeID, s, m, a.cfg.Net.VIPInterface, a.log.With("component", "vips"))
 	a.net = np
 	a.closers = append(a.closers, func() { _ = m.Close() })
-	a.bg.Add(3)
+	a.bg.Add(2)
 	go func() {
 		defer a.bg.Done()
 		if err := m.Run(ctx, np.updates); err != nil && !errors.Is(err, context.Canceled) {
 			a.log.Error("netctl stopped", LogKeyErr, err)
 		}
 	}()
-	go func() { defer a.bg.Done(); a.feedNet(ctx, s, np) }()
+	a.feedNet(ctx, s, np)
 	go func() { defer a.bg.Done(); np.vips.run(ctx) }()
 	a.publishWGKey(ctx, s, m.PublicKey().String())
 	return nil
@@ -108,11 +109,13 @@ func (a *Agent) publishWGKey(ctx context.Context, s *raftstore.Store, pub string
 	}
 }
 
-// feedNet sends netctl a new Desired whenever the replicated state changes.
+// feedNet sends netctl a new Desired now and whenever the replicated
+// state changes; netctl's Run keeps only the newest.
 func (a *Agent) feedNet(ctx context.Context, s *raftstore.Store, np *netPart) {
-	events, cancel := s.Watch()
-	defer cancel()
+	var mu sync.Mutex
 	send := func() {
+		mu.Lock()
+		defer mu.Unlock()
 		d := desiredNet(a.cfg.Net, s.State(), func(msg string, args ...any) { a.log.Warn(msg, args...) })
 		select { // keep only the newest
 		case <-np.updates:
@@ -121,17 +124,7 @@ func (a *Agent) feedNet(ctx context.Context, s *raftstore.Store, np *netPart) {
 		np.updates <- d
 	}
 	send()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case _, ok := <-events:
-			if !ok {
-				return
-			}
-			send()
-		}
-	}
+	a.onChange(ctx, send)
 }
 
 // desiredNet renders the configured interfaces with their peers from the

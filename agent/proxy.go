@@ -252,24 +252,10 @@ func (a *Agent) startProxy(ctx context.Context) error {
 	})
 	// Every applied change re-evaluates live connections (suspended or
 	// revoked peers, revoked certificates) and opens missing certificates.
-	events, cancel := a.store.Load().Watch()
-	a.bg.Add(1)
-	go func() {
-		defer a.bg.Done()
-		defer cancel()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case _, ok := <-events:
-				if !ok {
-					return
-				}
-				p.StateChanged()
-				fc.sync(ctx)
-			}
-		}
-	}()
+	a.onChange(ctx, func() {
+		p.StateChanged()
+		fc.sync(ctx)
+	})
 	return nil
 }
 
