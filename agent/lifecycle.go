@@ -140,24 +140,9 @@ func (a *Agent) startLifecycle(ctx context.Context) error {
 		// No proxy on this node: the lifecycle keeps federation
 		// certificates itself.
 		a.fed = &fedCerts{a: a, certs: map[string]*pki.FederationCert{}, subj: map[string]string{}}
-		a.fed.sync(ctx)
-		events, cancel := a.store.Load().Watch()
-		a.bg.Add(1)
-		go func() {
-			defer a.bg.Done()
-			defer cancel()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case _, ok := <-events:
-					if !ok {
-						return
-					}
-					a.fed.sync(ctx)
-				}
-			}
-		}()
+		fc := a.fed
+		fc.sync(ctx)
+		a.onChange(ctx, func() { fc.sync(ctx) })
 	}
 	if cfg.BootstrapListen != "" {
 		if err := lc.serveBootstrap(); err != nil {
