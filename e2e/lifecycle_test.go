@@ -35,6 +35,7 @@ type lcOpts struct {
 	noContact       bool
 	platformURL     string
 	backend         string
+	noProxy         bool // the lifecycle keeps federation certificates itself
 }
 
 func newLifecycleSite(t *testing.T, name string, o lcOpts) *lcSite {
@@ -55,13 +56,12 @@ func newLifecycleSite(t *testing.T, name string, o lcOpts) *lcSite {
 	if o.platformURL != "" {
 		platform = "  platform_url: " + o.platformURL + "\n"
 	}
+	proxy := fmt.Sprintf("proxy:\n  inbound: %s\n  outbound: %s\n  resource_kinds: [workspace]\n  migration_grace: 2s\n%s", s.inbound, s.outbound, routes)
+	if o.noProxy {
+		proxy = ""
+	}
 	extra := fmt.Sprintf(`federation:
   platform_version: %s
-proxy:
-  inbound: %s
-  outbound: %s
-  resource_kinds: [workspace]
-  migration_grace: 2s
 %slifecycle:
   bootstrap_listen: %s
   listen: %s
@@ -77,7 +77,7 @@ proxy:
   suspend_policy:
     threshold: 3
     window: 1h
-%s`, o.platformVersion, s.inbound, s.outbound, routes, s.bootstrap, s.control, contact, platform)
+%s`, o.platformVersion, proxy, s.bootstrap, s.control, contact, platform)
 	s.node = newNode(t, name, true, extra)
 	s.start()
 	eventually(t, 20*time.Second, name+" ready", func() error {
@@ -582,7 +582,7 @@ func TestLifecycleRefusals(t *testing.T) {
 // peer and records the failure for an unreachable one.
 func TestLifecycleStaleAndPlainRevoke(t *testing.T) {
 	a := newLifecycleSite(t, "siteA", lcOpts{})
-	e := newLifecycleSite(t, "siteE", lcOpts{})
+	e := newLifecycleSite(t, "siteE", lcOpts{noProxy: true})
 	f := newLifecycleSite(t, "siteF", lcOpts{})
 	idAE, _ := pair(t, a, e)
 	idAF, idFA := pair(t, a, f)
