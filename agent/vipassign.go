@@ -95,7 +95,7 @@ func (a *vipAssigner) run(ctx context.Context) {
 
 // warnEvery is how often the leader probes members when no VIP has holder
 // lists (for the two-voter warning only).
-const warnEvery = 10 * time.Second
+const warnEvery = 5 * time.Second
 
 func hasHolderLists(st *raftstore.State) bool {
 	for _, v := range st.VIPs() {

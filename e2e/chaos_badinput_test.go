@@ -45,8 +45,8 @@ func TestPrivilegedVIPBadInput(t *testing.T) {
 	}
 
 	// Two voters: no fault tolerance, said in the leader's log.
-	eventually(t, 10*time.Second, "two-voter warning", func() error {
-		if !strings.Contains(l.logText(), "cluster of two voters") {
+	eventually(t, 20*time.Second, "two-voter warning", func() error {
+		if !strings.Contains(l.logText(), "cluster of two voters") { // agent's HA warning (vipassign.go)
 			return fmt.Errorf("no warning in %s's log", l.name)
 		}
 		return nil
