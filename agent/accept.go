@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/powernode/fedgate/audit"
@@ -216,6 +217,54 @@ type AcceptResponse struct {
 	ControlURL            string                `json:"control_url"`
 }
 
+// DecodeAcceptRequest decodes an accept body from the wire: strict JSON
+// (unknown fields and trailing data refused), at most maxControlBody bytes.
+// It checks neither the token nor the shape (see Validate).
+func DecodeAcceptRequest(b []byte) (AcceptRequest, error) {
+	var req AcceptRequest
+	if len(b) > maxControlBody {
+		return req, fmt.Errorf("body is %d bytes, at most %d", len(b), maxControlBody)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return AcceptRequest{}, err
+	}
+	if dec.More() {
+		return AcceptRequest{}, errors.New("trailing data after the JSON object")
+	}
+	return req, nil
+}
+
+// Validate checks the shape of everything but the token and the contract
+// version (which the endpoint answers with 401 and 422).
+func (req AcceptRequest) Validate() error {
+	var errs []error
+	if err := federation.ParseID(req.AssignedPeerID); err != nil {
+		errs = append(errs, fmt.Errorf("assigned_peer_id: %w", err))
+	}
+	if req.TrustedCAPEM == "" {
+		errs = append(errs, errors.New("trusted_ca_pem: missing"))
+	} else if _, err := federation.ParseCABundle(req.TrustedCAPEM); err != nil {
+		errs = append(errs, fmt.Errorf("trusted_ca_pem: %w", err))
+	}
+	if err := checkControlURL(req.ControlURL); err != nil {
+		errs = append(errs, err)
+	}
+	if err := federation.ValidateEndpoints("endpoints", req.Endpoints); err != nil {
+		errs = append(errs, err)
+	}
+	if err := req.Capabilities.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	for i, s := range req.ExtensionSlugs {
+		if s == "" || len(s) > 128 || strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+			errs = append(errs, fmt.Errorf("extension_slugs[%d]: not a slug", i))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // handleAccept is the bootstrap listener's accept endpoint (site A).
 func (lc *lifecycle) handleAccept(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
@@ -225,8 +274,13 @@ func (lc *lifecycle) handleAccept(w http.ResponseWriter, r *http.Request) {
 		lc.refuse(w, r, rec, http.StatusTooManyRequests, "rate_limited", "too many accept attempts")
 		return
 	}
-	var req AcceptRequest
-	if err := readJSON(r, &req); err != nil {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxControlBody+1))
+	if err != nil {
+		lc.refuse(w, r, rec, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	req, err := DecodeAcceptRequest(raw)
+	if err != nil {
 		lc.refuse(w, r, rec, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
@@ -264,6 +318,10 @@ func (lc *lifecycle) handleAccept(w http.ResponseWriter, r *http.Request) {
 		lc.refuse(w, r, rec, http.StatusUnauthorized, "bad_token", "the invited peer is no longer proposed")
 		return
 	}
+	if err := req.Validate(); err != nil {
+		lc.refuse(w, r, rec, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
 	np := p.Clone()
 	np.ContractVersionAgreed = req.ContractVersion
 	np.Endpoints = req.Endpoints
@@ -283,14 +341,6 @@ func (lc *lifecycle) handleAccept(w http.ResponseWriter, r *http.Request) {
 		np.Metadata = map[string]string{}
 	}
 	np.Metadata[metaControlURL] = req.ControlURL
-	if err := checkControlURL(req.ControlURL); err != nil {
-		lc.refuse(w, r, rec, http.StatusBadRequest, "bad_request", err.Error())
-		return
-	}
-	if req.TrustedCAPEM == "" {
-		lc.refuse(w, r, rec, http.StatusBadRequest, "bad_request", "trusted_ca_pem is required")
-		return
-	}
 	if err := np.Validate(); err != nil {
 		lc.refuse(w, r, rec, http.StatusBadRequest, "bad_request", err.Error())
 		return

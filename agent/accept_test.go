@@ -2,6 +2,7 @@ package agent
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -101,6 +102,27 @@ func FuzzParseInviteURL(f *testing.F) {
 		again, err := ParseInviteURL(u.String())
 		if err != nil || again != u {
 			t.Fatalf("%q parsed to %+v, which does not round-trip: %+v %v", s, u, again, err)
+		}
+	})
+}
+
+func FuzzDecodeAcceptRequest(f *testing.F) {
+	f.Add([]byte(`{"acceptance_token":"x","contract_version":1,"extension_slugs":[],"endpoints":[{"url":"https://192.0.2.1:8443","scope":"lan","priority":1}],"capabilities":{"resource_kinds":["workspace"]},"trusted_ca_pem":"","assigned_peer_id":"0190a000-0000-7000-8000-00000000000a","control_url":"https://192.0.2.1:7444"}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"endpoints":[{}]} {}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		req, err := DecodeAcceptRequest(b)
+		if err != nil {
+			return
+		}
+		if req.Validate() != nil {
+			return
+		}
+		// A valid request survives a round trip unchanged in validity.
+		again, _ := json.Marshal(req)
+		r2, err := DecodeAcceptRequest(again)
+		if err != nil || r2.Validate() != nil {
+			t.Fatalf("valid request %s does not round-trip: %v", again, err)
 		}
 	})
 }
