@@ -32,7 +32,7 @@ cleanup() {
 	set +e
 	printf '\n%s== teardown ==%s\n' "$bold" "$norm"
 	for ns in "$NSA" "$NSB"; do
-		if ip netns list | grep -qw "$ns"; then
+		if [ -e "/run/netns/$ns" ]; then
 			# Every process in the demo namespaces is the demo's: the agents,
 			# their userspace WireGuard devices (own session) and the backend.
 			for pid in $(ip netns pids "$ns"); do kill "$pid" 2>/dev/null; done
@@ -40,7 +40,7 @@ cleanup() {
 	done
 	sleep 1
 	for ns in "$NSA" "$NSB"; do
-		if ip netns list | grep -qw "$ns"; then
+		if [ -e "/run/netns/$ns" ]; then
 			for pid in $(ip netns pids "$ns"); do kill -9 "$pid" 2>/dev/null; done
 			ip netns del "$ns" && echo "namespace $ns removed"
 		fi
@@ -191,7 +191,12 @@ show B audit query --peer "$ID_BA" --action handshake --limit 2
 
 step "revoke: A notifies B (platform.peer.revoked + heartbeat revoked), then tears down"
 SERIAL=$(A trust show "$ID_AB" --json | jq -r .our_certificate.serial)
-show A peers revoke "$ID_AB" --reason "demo: parting ways"
+# The lifecycle's revocation route (notice first). `fedgate peers revoke`
+# reaches the same once the local API's revokePeer delegates to it; until
+# then it revokes first and the lifecycle sends the notice right after.
+echo "$ curl --unix-socket $WORK/a.sock -X POST http://fedgate/v1/peers/$ID_AB/revoke-notify -d '{\"reason\":\"demo: parting ways\"}'"
+curl -s --unix-socket "$WORK/a.sock" -X POST -H 'Content-Type: application/json' -d '{"reason":"demo: parting ways"}' \
+	"http://fedgate/v1/peers/$ID_AB/revoke-notify" | jq '{id, status, notice_delivered, notice_error, revoked_cert_serial}'
 wait_for "B marks A revoked" 30 is_status "$WORK/b.sock" "$ID_BA" revoked
 echo "A's record of B: $(peer_status "$WORK/a.sock" "$ID_AB"); B's record of A: $(peer_status "$WORK/b.sock" "$ID_BA") ($(B peers show "$ID_BA" --json | jq -r .metadata.revocation_reason))"
 wait_for "tunnel gone on A" 30 sh -c "'$BIN/fedgate' --socket '$WORK/a.sock' tunnels --json | jq -e '[.status.interfaces[].peers[]] | length == 0'"
@@ -203,6 +208,8 @@ echo "a call after the revocation: HTTP $code"
 wait_for "A's federation certificate for B revoked" 20 sh -c "'$BIN/fedgate' --socket '$WORK/a.sock' audit query --peer '$ID_AB' --json | jq -e '[.records[] | select(.metadata.revoked_cert_serial == \"$SERIAL\")] | length > 0'"
 echo "A's federation certificate for B (serial $SERIAL) is revoked"
 show B audit query --peer "$ID_BA" --action federation.notice --limit 2
+echo "order: B received the final notice at $(B audit query --peer "$ID_BA" --action federation.notice --json | jq -r '.records[0].time');" \
+	"A revoked at $(A audit query --peer "$ID_AB" --action peer.transition --json | jq -r '[.records[] | select(.metadata.to == "revoked")][0].time')"
 echo "audit kept: A has $(A audit query --peer "$ID_AB" --json | jq '.records | length') records for B, B has $(B audit query --peer "$ID_BA" --json | jq '.records | length') for A"
 show A audit verify
 
