@@ -326,10 +326,15 @@ func (a *Agent) handlePeerRevoke(w http.ResponseWriter, r *http.Request) error {
 	return a.revokePeer(w, r, r.PathValue("id"), body.Reason)
 }
 
+// revokePeer revokes with the final notification first (commitment 4)
+// when the lifecycle runs on this node, else plainly.
 func (a *Agent) revokePeer(w http.ResponseWriter, r *http.Request, id, reason string) error {
-	if reason == "" {
-		return errStatus(http.StatusBadRequest, "reason_required", "a revocation needs a reason")
-	}
+	return a.revokeWithNotice(w, r, id, reason)
+}
+
+// revokePlain applies the replicated revoke (grants and WireGuard peers
+// cascade in the same command) and audits it.
+func (a *Agent) revokePlain(w http.ResponseWriter, r *http.Request, id, reason string) error {
 	res, err := a.apply(r.Context(), raftstore.CmdPeerRevoke, raftstore.PeerRevokePayload{ID: id, Reason: reason})
 	if err != nil {
 		return err

@@ -593,5 +593,7 @@ func DevConfig(dataDir string) Config {
 	c.Net.DeviceLogDir = filepath.Join(dataDir, "run")
 	c.Proxy.Inbound = "127.0.0.1:0"
 	c.Proxy.Outbound = "127.0.0.1:0"
+	c.Lifecycle.Listen = "127.0.0.1:0"
+	c.Lifecycle.BootstrapListen = "127.0.0.1:0"
 	return c
 }

@@ -39,4 +39,12 @@ func (a *Agent) printExtra(w io.Writer) {
 	if a.net != nil {
 		fmt.Fprintf(w, "  netctl:      on (WireGuard public key %s)\n", a.net.m.PublicKey())
 	}
+	if lc, err := a.lifecycle(); err == nil {
+		if lc.bootstrapAddr != "" {
+			fmt.Fprintf(w, "  bootstrap:   https://%s (peers accept invitations here)\n", lc.bootstrapAddr)
+		}
+		if lc.controlAddr != "" {
+			fmt.Fprintf(w, "  federation:  mTLS %s (handshakes, heartbeats, notices)\n", lc.controlAddr)
+		}
+	}
 }

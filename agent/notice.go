@@ -441,13 +441,7 @@ func (a *Agent) revokeWithNotice(w http.ResponseWriter, r *http.Request, id, rea
 	}
 	lc, err := a.lifecycle()
 	if err != nil {
-		if _, err := a.apply(r.Context(), raftstore.CmdPeerRevoke, raftstore.PeerRevokePayload{ID: id, Reason: reason}); err != nil {
-			return err
-		}
-		if err := a.auditLocal(r, audit.ActionPeerTransition, id, reason, map[string]string{"to": string(federation.StatusRevoked)}); err != nil {
-			return err
-		}
-		return a.answerPeer(w, http.StatusOK, id, raftstore.Result{})
+		return a.revokePlain(w, r, id, reason)
 	}
 	res, err := lc.revoke(r.Context(), id, reason)
 	if err != nil {
