@@ -577,9 +577,9 @@ func TestLifecycleRefusals(t *testing.T) {
 }
 
 // TestLifecycleStaleAndPlainRevoke: a silent peer goes active → degraded
-// with a peer_heartbeat_stale finding; `fedgate peers revoke` (the plain
-// route) still delivers the final notice, after the fact, to a reachable
-// peer and records the failure for an unreachable one.
+// with a peer_heartbeat_stale finding; `fedgate peers revoke` delivers the
+// final notice before teardown to a reachable peer and records the failure
+// for an unreachable one.
 func TestLifecycleStaleAndPlainRevoke(t *testing.T) {
 	a := newLifecycleSite(t, "siteA", lcOpts{})
 	e := newLifecycleSite(t, "siteE", lcOpts{noProxy: true})
@@ -608,14 +608,15 @@ func TestLifecycleStaleAndPlainRevoke(t *testing.T) {
 	}
 
 	// Plain revoke of the reachable F: F learns it and marks A revoked.
+	// `fedgate peers revoke` notifies first (commitment 4), then tears down.
 	a.mustCLI("peers", "revoke", idAF, "--reason", "e2e plain revoke")
 	f.waitStatus(t, idFA, "revoked", 15*time.Second)
-	a.waitAudit(t, idAF, "federation.notice", func(r auditRec) bool {
+	a.waitAudit(t, idAF, "peer.transition", func(r auditRec) bool {
 		return r.Metadata["notice_delivered"] == "true" && r.Metadata["revoked_cert_serial"] != ""
 	})
-	// Plain revoke of the unreachable E: the failure is recorded.
+	// Revoke of the unreachable E: teardown proceeds, the failure is recorded.
 	a.mustCLI("peers", "revoke", idAE, "--reason", "e2e plain revoke, unreachable")
-	a.waitAudit(t, idAE, "federation.notice", func(r auditRec) bool {
+	a.waitAudit(t, idAE, "peer.transition", func(r auditRec) bool {
 		return r.Metadata["notice_delivered"] == "false" && r.Metadata["notice_error"] != ""
 	})
 }
