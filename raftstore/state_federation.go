@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"encoding/json"
+	"slices"
 
 	"sort"
 
@@ -48,6 +49,7 @@ type PeerRevokeResult struct {
 	Peer           federation.Peer `json:"peer"`
 	RevokedGrants  []string        `json:"revoked_grants"`
 	RemovedWGPeers []string        `json:"removed_wireguard_peers"`
+	UnassignedVIPs []string        `json:"unassigned_vips"`
 }
 
 func init() {
@@ -170,7 +172,7 @@ func (s *State) transitionPeer(c applyCtx, id string, to federation.Status, reas
 	if to != federation.StatusRevoked {
 		return n, "peer/" + id, np, nil
 	}
-	res := PeerRevokeResult{Peer: np, RevokedGrants: []string{}, RemovedWGPeers: []string{}}
+	res := PeerRevokeResult{Peer: np, RevokedGrants: []string{}, RemovedWGPeers: []string{}, UnassignedVIPs: []string{}}
 	greason := "peer revoked"
 	if reason != "" {
 		greason += ": " + reason
@@ -199,6 +201,19 @@ func (s *State) transitionPeer(c applyCtx, id string, to federation.Status, reas
 		}
 		delete(n.wgPeers, name)
 		res.RemovedWGPeers = append(res.RemovedWGPeers, name)
+	}
+	for _, name := range sortedKeys(s.vips) {
+		v := s.vips[name]
+		if v.PeerID != id || (v.Holder == "" && v.State == VIPUnassigned) {
+			continue
+		}
+		if len(res.UnassignedVIPs) == 0 {
+			n.vips = cloneMap(s.vips)
+		}
+		n.vipHistory = append(slices.Clip(n.vipHistory), VIPAssignment{Index: c.Index, VIP: name, From: v.Holder, Reason: "revoked", At: c.Cmd.At})
+		v.Holder, v.State, v.UpdatedAt = "", VIPUnassigned, c.Cmd.At
+		n.vips[name] = v
+		res.UnassignedVIPs = append(res.UnassignedVIPs, name)
 	}
 	return n, "peer/" + id, res, nil
 }

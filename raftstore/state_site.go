@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/powernode/fedgate/federation"
 )
 
 // Limits enforced by State.
@@ -211,6 +213,10 @@ type VIP struct {
 	HolderNodeIDs []string `json:"holder_node_ids"`
 	// FailoverNodeIDs are tried after the holders.
 	FailoverNodeIDs []string `json:"failover_node_ids"`
+	// PeerID, when set, dedicates the VIP to one federation peer: revoking
+	// that peer unassigns it (history reason "revoked") and it is never
+	// mounted again for a revoked peer (commitment 11).
+	PeerID string `json:"peer_id,omitempty"`
 	// Holder is the node currently assigned (vip.assign), "" if none.
 	Holder    string    `json:"holder,omitempty"`
 	State     string    `json:"state"`
@@ -237,6 +243,8 @@ type VIPPutPayload struct {
 	HolderNodeIDs   []string `json:"holder_node_ids,omitempty"`
 	FailoverNodeIDs []string `json:"failover_node_ids,omitempty"`
 	State           string   `json:"state,omitempty"`
+	// PeerID dedicates the VIP to a federation peer (see VIP.PeerID).
+	PeerID string `json:"peer_id,omitempty"`
 }
 
 // VIPDeletePayload is the payload of vip.delete.
@@ -318,6 +326,15 @@ func applyVIPPut(s *State, c applyCtx, payload json.RawMessage) (*State, string,
 			return nil, "", nil, refuse("node %q is both holder and failover", id)
 		}
 	}
+	if p.PeerID != "" {
+		peer, ok := s.peers[p.PeerID]
+		if !ok {
+			return nil, "", nil, refuse("peer_id %q: no such federation peer", p.PeerID)
+		}
+		if peer.Status == federation.StatusRevoked {
+			return nil, "", nil, refuse("peer_id %q is revoked: a VIP cannot be dedicated to it", p.PeerID)
+		}
+	}
 	if p.State != "" && !validVIPState(p.State) {
 		return nil, "", nil, refuse("state %q is not one of pending active failing_over unassigned error", p.State)
 	}
@@ -327,7 +344,7 @@ func applyVIPPut(s *State, c applyCtx, payload json.RawMessage) (*State, string,
 		}
 	}
 	v := VIP{
-		Name: p.Name, CIDR: p.CIDR, Interface: p.Interface, Anycast: p.Anycast,
+		Name: p.Name, CIDR: p.CIDR, Interface: p.Interface, Anycast: p.Anycast, PeerID: p.PeerID,
 		HolderNodeIDs:   nonNil(slices.Clone(p.HolderNodeIDs)),
 		FailoverNodeIDs: nonNil(slices.Clone(p.FailoverNodeIDs)),
 		State:           VIPPending,

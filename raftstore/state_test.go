@@ -648,3 +648,37 @@ func TestStateTimeNeverGoesBackwards(t *testing.T) {
 		t.Fatal(s.LastAppliedAt())
 	}
 }
+
+// TestPeerRevokeUnassignsDedicatedVIPs: a VIP dedicated to a peer is
+// unassigned, with a "revoked" history entry, in the same command that
+// revokes the peer (commitment 11); other VIPs stay; a VIP cannot be
+// dedicated to an unknown or revoked peer.
+func TestPeerRevokeUnassignsDedicatedVIPs(t *testing.T) {
+	a := base(t)
+	a.must(CmdVIPPut, VIPPutPayload{Name: "for-a", CIDR: "10.9.0.1/32", Interface: "eth0", PeerID: peerA})
+	a.must(CmdVIPPut, VIPPutPayload{Name: "site", CIDR: "10.9.0.2/32", Interface: "eth0"})
+	a.must(CmdVIPAssign, VIPAssignPayload{Name: "for-a", NodeID: node1, Reason: "initial"})
+	res := a.must(CmdPeerRevoke, PeerRevokePayload{ID: peerA, Reason: "done"})
+	var r PeerRevokeResult
+	if err := json.Unmarshal(res.Data, &r); err != nil || !cmp.Equal(r.UnassignedVIPs, []string{"for-a"}) {
+		t.Fatalf("result %s (%v)", res.Data, err)
+	}
+	if v, _ := a.s.VIP("for-a"); v.Holder != "" || v.State != VIPUnassigned || v.PeerID != peerA {
+		t.Errorf("dedicated VIP after revoke: %+v", v)
+	}
+	if v, _ := a.s.VIP("site"); v.State != VIPPending {
+		t.Errorf("site VIP touched: %+v", v)
+	}
+	h := a.s.VIPHistory("for-a")
+	if len(h) != 2 || h[1].Reason != "revoked" || h[1].From != node1 || h[1].To != "" {
+		t.Errorf("history %+v", h)
+	}
+	for _, p := range []VIPPutPayload{
+		{Name: "x", CIDR: "10.9.0.3/32", Interface: "eth0", PeerID: peerA},                                     // revoked
+		{Name: "y", CIDR: "10.9.0.4/32", Interface: "eth0", PeerID: "0190a000-0000-7000-8000-0000000000ff"}, // unknown
+	} {
+		if _, err := a.try(CmdVIPPut, p); !errors.Is(err, ErrRefused) {
+			t.Errorf("vip.put %+v: %v", p, err)
+		}
+	}
+}
