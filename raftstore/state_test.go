@@ -674,7 +674,7 @@ func TestPeerRevokeUnassignsDedicatedVIPs(t *testing.T) {
 		t.Errorf("history %+v", h)
 	}
 	for _, p := range []VIPPutPayload{
-		{Name: "x", CIDR: "10.9.0.3/32", Interface: "eth0", PeerID: peerA},                                     // revoked
+		{Name: "x", CIDR: "10.9.0.3/32", Interface: "eth0", PeerID: peerA},                                  // revoked
 		{Name: "y", CIDR: "10.9.0.4/32", Interface: "eth0", PeerID: "0190a000-0000-7000-8000-0000000000ff"}, // unknown
 	} {
 		if _, err := a.try(CmdVIPPut, p); !errors.Is(err, ErrRefused) {
