@@ -580,6 +580,10 @@ func (a *Agent) mainLoop(ctx context.Context) error {
 
 // shutdown stops servers, raft and background work, in that order.
 func (a *Agent) shutdown() {
+	// A leader hands raft leadership (and with it the leader-held VIPs) to
+	// another voter before it stops, so a planned stop fails over at
+	// manual-failover speed instead of waiting for an election.
+	a.HandOffLeadership(2 * time.Second)
 	a.cancel()
 	for i := len(a.closers) - 1; i >= 0; i-- {
 		a.closers[i]()

@@ -103,14 +103,15 @@ func (a *Agent) apply(ctx context.Context, typ string, payload any) (raftstore.R
 }
 
 type statusResponse struct {
-	NodeID  string             `json:"node_id"`
-	Site    string             `json:"site"`
-	Ready   bool               `json:"ready"`
-	Joined  bool               `json:"joined"`
-	Raft    raftStatusResponse `json:"raft"`
-	Members []memberResponse   `json:"members"`
-	API     string             `json:"api_socket"`
-	Cluster string             `json:"cluster_api"`
+	NodeID   string             `json:"node_id"`
+	Site     string             `json:"site"`
+	Ready    bool               `json:"ready"`
+	Joined   bool               `json:"joined"`
+	Raft     raftStatusResponse `json:"raft"`
+	Members  []memberResponse   `json:"members"`
+	API      string             `json:"api_socket"`
+	Warnings []string           `json:"warnings,omitempty"`
+	Cluster  string             `json:"cluster_api"`
 }
 
 type raftStatusResponse struct {
@@ -145,6 +146,7 @@ func (a *Agent) handleStatus(w http.ResponseWriter, r *http.Request) error {
 		if err == nil {
 			resp.Members = ms
 		}
+		resp.Warnings = a.HAWarnings(r.Context())
 	} else {
 		resp.Raft.State = "unjoined"
 	}

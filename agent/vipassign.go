@@ -444,6 +444,9 @@ func (a *Agent) HandOffLeadership(timeout time.Duration) {
 	if s == nil || !s.IsLeader() {
 		return
 	}
+	if len(s.State().Members()) < 2 {
+		return // a single-node site has nobody to hand over to
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := s.TransferLeadership(ctx, ""); err != nil {

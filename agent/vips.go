@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/powernode/fedgate/federation"
 	"github.com/powernode/fedgate/netctl"
 	"github.com/powernode/fedgate/raftstore"
 )
@@ -152,9 +153,17 @@ func (o *vipOwner) wanted() map[netip.Prefix]netctl.VIP {
 		return out
 	}
 	inTouch := -1 // lazily: -1 unknown, 0 no, 1 yes
-	for _, v := range o.store.State().VIPs() {
+	st := o.store.State()
+	for _, v := range st.VIPs() {
 		if v.State == raftstore.VIPError {
 			continue
+		}
+		if v.PeerID != "" {
+			// Dedicated to a federation peer: never held for a revoked (or
+			// vanished) peer, whatever the assignment says (commitment 11).
+			if p, ok := st.Peer(v.PeerID); !ok || p.Status == federation.StatusRevoked {
+				continue
+			}
 		}
 		var mine bool
 		if leaderHeld(v) {

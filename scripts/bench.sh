@@ -40,6 +40,6 @@ fi
 
 if [ -x scripts/failover-bench.sh ] && [ "$(id -u)" = 0 ]; then
   section "HA: VIP failover per fault type (median, max) and intervals with two holders"
-  run scripts/failover-bench.sh
+  run scripts/failover-bench.sh "${FAILOVER_RUNS:-$(bt 10 3)}"
 fi
 exit $status

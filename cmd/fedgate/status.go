@@ -20,7 +20,8 @@ type statusView struct {
 		AppliedIndex uint64 `json:"applied_index"`
 		LastContact  string `json:"last_contact"`
 	} `json:"raft"`
-	Members []memberView `json:"members"`
+	Members  []memberView `json:"members"`
+	Warnings []string     `json:"warnings"`
 }
 
 type memberView struct {
@@ -58,6 +59,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 			fmt.Printf("commit index:  %d\n", s.Raft.CommitIndex)
 			fmt.Printf("applied index: %d\n", s.Raft.AppliedIndex)
 			fmt.Printf("last contact:  %s\n", s.Raft.LastContact)
+			for _, w := range s.Warnings {
+				fmt.Printf("warning:       %s\n", w)
+			}
 			fmt.Println()
 			printMembers(s.Members)
 			return nil

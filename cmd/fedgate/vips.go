@@ -31,13 +31,14 @@ func newVIPsCmd(g *globals) *cobra.Command {
 	}
 	var iface string
 	var holders, failovers []string
+	var peer string
 	add := &cobra.Command{
 		Use:   "add NAME CIDR",
 		Short: "Add (or replace) a VIP; without --holder it follows the raft leader",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			body := map[string]any{"name": args[0], "cidr": args[1], "interface": iface,
-				"holder_node_ids": holders, "failover_node_ids": failovers}
+				"holder_node_ids": holders, "failover_node_ids": failovers, "peer_id": peer}
 			var raw json.RawMessage
 			if err := g.client().post("/v1/vips", body, &raw); err != nil {
 				return err
@@ -52,6 +53,7 @@ func newVIPsCmd(g *globals) *cobra.Command {
 	add.Flags().StringVar(&iface, "interface", "", "interface to mount on (default netctl.vip_interface)")
 	add.Flags().StringSliceVar(&holders, "holder", nil, "holder node ids, primary first")
 	add.Flags().StringSliceVar(&failovers, "failover", nil, "failover node ids")
+	add.Flags().StringVar(&peer, "peer", "", "dedicate the VIP to this federation peer (unmounted when the peer is revoked)")
 	del := &cobra.Command{
 		Use:   "delete NAME",
 		Short: "Delete a VIP (unmounted wherever it is held)",
