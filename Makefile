@@ -35,7 +35,7 @@ test-privileged: build ## privileged tests in network namespaces (root); a skip 
 lint: ## gofmt -l, go vet, staticcheck
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet $(PKGS)
-	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(PKGS)
 
 bench: build ## benchmarks with same-run baselines (raft, audit, netctl, proxy)
 	./scripts/bench.sh

@@ -108,7 +108,7 @@ func parseFacts(line []byte) (lineFacts, error) {
 	var f lineFacts
 	rest, ok := bytes.CutPrefix(line, []byte(`{"seq":`))
 	if !ok {
-		return f, errors.New("line does not start with {\"seq\":")
+		return f, errors.New(`line does not start with {"seq"`)
 	}
 	i := 0
 	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {

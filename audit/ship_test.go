@@ -34,7 +34,7 @@ func (p *platform) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.auth = append(p.auth, r.Header.Get("Authorization"))
 	if p.fail > 0 {
 		p.fail--
-		http.Error(w, "try later", 503)
+		http.Error(w, "try later", http.StatusServiceUnavailable)
 		return
 	}
 	var b audit.FleetEventBatch

@@ -12,7 +12,6 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -423,10 +422,6 @@ func directClient(cert *tls.Certificate, h2 bool) *http.Client {
 	}
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
-
-func leafOf(c *tls.Certificate) *x509.Certificate { return c.Leaf }
-
-func hasPrefix(s, p string) bool { return strings.HasPrefix(s, p) }
 
 func dialRaw(t testing.TB, addr net.Addr) net.Conn {
 	t.Helper()

@@ -238,18 +238,6 @@ func (t *l4Tracker) closePeer(peer string) {
 	}
 }
 
-func (t *l4Tracker) closeAll() {
-	t.mu.Lock()
-	all := t.conns
-	t.conns = map[string]map[net.Conn]struct{}{}
-	t.mu.Unlock()
-	for _, cs := range all {
-		for c := range cs {
-			c.Close()
-		}
-	}
-}
-
 func (p *Proxy) startOutboundL4(ln net.Listener, o OutboundL4) {
 	p.wg.Add(1)
 	go func() {

@@ -148,17 +148,12 @@ func httpHeaderHasToken(h http.Header, key, token string) bool {
 	return false
 }
 
-// forward sends r to the upstream as "<method> <uri> HTTP/1.1" with Host
-// host and streams the response to w. An error return means nothing was
-// written to w (the caller answers it); once the response has started, a
-// failure aborts the client's stream (http.ErrAbortHandler).
-func (u *upstream) forward(ctx context.Context, w http.ResponseWriter, r *http.Request, host, uri string) error {
-	return u.forwardGated(ctx, w, r, host, uri, nil)
-}
-
-// forwardGated is forward with a gate called once the response head has
+// forwardGated sends r to the backend or peer at host and streams the
+// response to w, with a gate called once the response head has
 // arrived and before anything is written to w: a gate error discards the
-// response (the connection is closed) and is returned.
+// response (the connection is closed) and is returned. An error return means
+// nothing was written to w (the caller answers it); once the response has
+// started, a failure aborts the client's stream (http.ErrAbortHandler).
 func (u *upstream) forwardGated(ctx context.Context, w http.ResponseWriter, r *http.Request, host, uri string, gate func() error) error {
 	for attempt := 0; ; attempt++ {
 		uc, reused, err := u.get(ctx)

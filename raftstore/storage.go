@@ -12,6 +12,7 @@ import (
 
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // Files under Config.DataDir.
@@ -59,7 +60,7 @@ func checkBolt(path string) (err error) {
 	}()
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 2 * time.Second})
 	if err != nil {
-		if errors.Is(err, bbolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return fmt.Errorf("raft log %s is locked by another process (is fedgated already running?): %w", path, err)
 		}
 		return fmt.Errorf("%w: raft log %s: %v", ErrCorrupt, path, err)
