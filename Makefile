@@ -21,7 +21,12 @@ test: ## go vet, unit tests with -race, then the privileged tests (skips fail un
 	$(MAKE) test-privileged
 
 test-unit: ## unit tests with the race detector (privileged tests excluded)
-	$(GO) test -race -count=1 -timeout 20m -skip '$(PRIV_RUN)' $(PKGS)
+	@set -o pipefail; out=$$(mktemp); \
+	$(GO) test -race -count=1 -timeout 20m -skip '$(PRIV_RUN)' -v $(PKGS) > $$out 2>&1; rc=$$?; \
+	grep -E '^(ok|FAIL|---|panic:)|^\s+--- FAIL' $$out | grep -v -- '--- PASS\|--- SKIP'; \
+	if [ $$rc -ne 0 ]; then grep -vE '^(=== (RUN|PAUSE|CONT|NAME)|\s*--- PASS|PASS$$|ok )' $$out | tail -150; fi; \
+	echo "unit tests: $$(grep -cE -- '^--- PASS' $$out) passed, $$(grep -cE -- '^--- FAIL' $$out) failed"; \
+	rm -f $$out; exit $$rc
 
 test-privileged: build ## privileged tests in network namespaces (root); a skip is a failure when CI is set
 	@set -o pipefail; out=$$(mktemp); \
