@@ -35,6 +35,10 @@ import (
 type vipMounter interface {
 	MountVIP(ctx context.Context, v netctl.VIP) error
 	UnmountVIP(ctx context.Context, addr netip.Prefix) error
+	// RenewVIPs extends the kernel lease of every mounted VIP: the holder
+	// calls it after each confirmation that it still owns them, so a
+	// killed or frozen holder loses them by itself (netctl.Config.VIPLease).
+	RenewVIPs(ctx context.Context) error
 }
 
 // leaderStore is what vipOwner needs from raftstore for leader-held VIPs.
@@ -84,6 +88,9 @@ const (
 	// defaultDiskStallAfter: a raft log write blocked this long fences the
 	// leader (a healthy fsync takes milliseconds).
 	defaultDiskStallAfter = time.Second
+	// defaultRenewEvery: how often confirmed VIPs get their kernel lease
+	// renewed (well below netctl's default VIPLease of 2s).
+	defaultRenewEvery = 500 * time.Millisecond
 )
 
 type vipOwner struct {
@@ -109,7 +116,10 @@ type vipOwner struct {
 	// diskStallAfter: a raft log write blocked this long on the leader
 	// unmounts everything and isolates the node (diskFence).
 	diskStallAfter time.Duration
-	now            func() time.Time
+	// renewEvery bounds how often the VIPs' kernel lease is renewed.
+	renewEvery time.Duration
+	lastRenew  time.Time // run goroutine only
+	now        func() time.Time
 
 	verifying chan error // an outstanding VerifyLeader (run goroutine only)
 	isolated  bool       // fenced for a stalled disk (run goroutine only)
@@ -127,7 +137,7 @@ type vipOwner struct {
 func newVIPOwner(nodeID string, s vipStore, m vipMounter, defIface string, log *slog.Logger) *vipOwner {
 	o := &vipOwner{nodeID: nodeID, store: s, m: m, defIface: defIface, log: log,
 		leaseEvery: 100 * time.Millisecond, holderLease: defaultHolderLease, failoverAfter: defaultFailoverAfter,
-		assignEvery: defaultAssignEvery, verifyTimeout: defaultVerifyTimeout, diskStallAfter: defaultDiskStallAfter, now: time.Now,
+		assignEvery: defaultAssignEvery, verifyTimeout: defaultVerifyTimeout, diskStallAfter: defaultDiskStallAfter, renewEvery: defaultRenewEvery, now: time.Now,
 		mounted: map[netip.Prefix]netctl.VIP{}, recording: map[string]bool{}}
 	o.assign = newVIPAssigner(o)
 	return o
@@ -387,19 +397,43 @@ func (o *vipOwner) run(ctx context.Context) {
 			switch {
 			case o.isolated:
 			case o.leader:
+				confirmed := false
 				if err := o.verifyLease(); err != nil {
 					o.log.Warn("leader lease not confirmed: dropping leader-held VIPs", LogKeyErr, err)
 					o.setLeader(false)
 				} else {
+					confirmed = true
 					o.rerecord(ctx)
 				}
 				o.converge(ctx)
+				if confirmed {
+					o.renew(ctx)
+				}
 			case isLeader:
 				gain() // lease lost earlier but still raft leader: re-confirm
 			default:
 				o.converge(ctx) // a follower's holder lease may have run out
+				if len(o.mounted) > 0 && o.holderInTouch() {
+					o.renew(ctx) // holder-list VIPs, held while in touch
+				}
 			}
 		}
+	}
+}
+
+// renew extends the kernel lease of the mounted VIPs, at most every
+// renewEvery. Called only right after ownership was confirmed.
+func (o *vipOwner) renew(ctx context.Context) {
+	if len(o.mounted) == 0 {
+		return
+	}
+	now := o.now()
+	if !o.lastRenew.IsZero() && now.Sub(o.lastRenew) < o.renewEvery {
+		return
+	}
+	o.lastRenew = now
+	if err := o.m.RenewVIPs(ctx); err != nil {
+		o.log.Warn("VIP lease renewal failed", LogKeyErr, err)
 	}
 }
 

@@ -27,6 +27,8 @@ func (m *recMounter) MountVIP(_ context.Context, v netctl.VIP) error {
 	return nil
 }
 
+func (m *recMounter) RenewVIPs(context.Context) error { return nil }
+
 func (m *recMounter) UnmountVIP(_ context.Context, p netip.Prefix) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

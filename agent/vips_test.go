@@ -153,10 +153,11 @@ func (f *fakeStore) setReachable(id string, v bool) {
 
 // fakeMounter records mounts like netctl's kernel state: a set of addresses.
 type fakeMounter struct {
-	mu      sync.Mutex
-	mounted map[netip.Prefix]string
-	log     []string
-	fail    error
+	mu       sync.Mutex
+	mounted  map[netip.Prefix]string
+	log      []string
+	fail     error
+	renewals int
 }
 
 func (m *fakeMounter) MountVIP(_ context.Context, v netctl.VIP) error {
@@ -170,6 +171,14 @@ func (m *fakeMounter) MountVIP(_ context.Context, v netctl.VIP) error {
 	}
 	m.mounted[v.Addr] = v.Interface
 	m.log = append(m.log, "mount "+v.Addr.String())
+	return nil
+}
+
+// RenewVIPs counts renewals (the kernel lease is netctl's business).
+func (m *fakeMounter) RenewVIPs(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.renewals++
 	return nil
 }
 
@@ -220,6 +229,7 @@ func startOwner(t *testing.T, f *fakeStore, self string) (*vipOwner, *fakeMounte
 	o.assignEvery = 10 * time.Millisecond
 	o.holderLease = 200 * time.Millisecond
 	o.failoverAfter = 400 * time.Millisecond
+	o.renewEvery = 20 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); o.run(ctx) }()
@@ -277,6 +287,68 @@ func TestLeaderHeldVIPFollowsLeadership(t *testing.T) {
 	wantMounts(t, m, "10.9.0.50/32 on eth0")
 	f.setLeader(false)
 	wantMounts(t, m, "")
+}
+
+func (m *fakeMounter) renewed() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.renewals
+}
+
+// wantNoRenewals checks that m gets no lease renewal for a while.
+func wantNoRenewals(t *testing.T, m *fakeMounter) {
+	t.Helper()
+	before := m.renewed()
+	time.Sleep(150 * time.Millisecond)
+	if got := m.renewed(); got != before {
+		t.Fatalf("%d lease renewals while ownership was not confirmed", got-before)
+	}
+}
+
+// TestVIPLeaseRenewedOnlyWhileConfirmed: the kernel lease of mounted VIPs is
+// renewed on confirmed lease checks (leader) or while in touch with the
+// leader (holder list), and never once that confirmation fails.
+func TestVIPLeaseRenewedOnlyWhileConfirmed(t *testing.T) {
+	t.Run("leader", func(t *testing.T) {
+		f := newFakeStore(t, n1, n2, n3)
+		f.mustApply(t, raftstore.CmdVIPPut, raftstore.VIPPutPayload{Name: "site", CIDR: "10.9.0.50/32", Interface: "eth0"})
+		_, m := startOwner(t, f, n1)
+		f.setLeader(true)
+		wantMounts(t, m, "10.9.0.50/32 on eth0")
+		start := m.renewed()
+		waitFor(t, "renewals while leader", func() bool { return m.renewed() >= start+3 })
+		// A stuck or failed lease check: unmounted, and no renewal either.
+		f.set(func(f *fakeStore) { f.verify = errors.New("lease lost") })
+		wantMounts(t, m, "")
+		wantNoRenewals(t, m)
+	})
+	t.Run("holder list", func(t *testing.T) {
+		f := newFakeStore(t, n1, n2, n3)
+		f.mustApply(t, raftstore.CmdVIPPut, raftstore.VIPPutPayload{Name: "api", CIDR: "10.9.0.51/32", Interface: "eth0", HolderNodeIDs: []string{n2}})
+		f.mustApply(t, raftstore.CmdVIPAssign, raftstore.VIPAssignPayload{Name: "api", NodeID: n2, Reason: raftstore.ReasonInitial})
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { // heartbeats from the leader
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(10 * time.Millisecond):
+					f.set(func(f *fakeStore) { f.lastCont = time.Now() })
+				}
+			}
+		}()
+		_, m := startOwner(t, f, n2)
+		wantMounts(t, m, "10.9.0.51/32 on eth0")
+		start := m.renewed()
+		waitFor(t, "renewals while in touch", func() bool { return m.renewed() >= start+3 })
+		close(stop) // partitioned
+		wg.Wait()
+		wantMounts(t, m, "")
+		wantNoRenewals(t, m)
+	})
 }
 
 // TestLeaderHeldVIPHistoryReasons: a new leader records sensor_failover

@@ -40,6 +40,13 @@ type Config struct {
 	AnnounceBurst         int
 	AnnounceBurstInterval time.Duration
 	AnnounceRefresh       time.Duration
+	// VIPLease is the kernel lifetime of addresses mounted by MountVIP
+	// (default 2s; negative: no lifetime, mounted forever). The holder must
+	// call RenewVIPs more often than this, or the kernel drops the
+	// addresses by itself and announcements for them stop: a killed or
+	// frozen holder loses its VIPs within VIPLease (rounded up to whole
+	// seconds by the kernel).
+	VIPLease time.Duration
 	// RetryMin/RetryMax bound Run's backoff after a failed object (default
 	// 250ms, 30s). Resync re-reads the kernel this often even without
 	// change (default 30s).
@@ -69,6 +76,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.AnnounceRefresh == 0 {
 		c.AnnounceRefresh = 10 * time.Second
+	}
+	if c.VIPLease == 0 {
+		c.VIPLease = 2 * time.Second
 	}
 	if c.RetryMin == 0 {
 		c.RetryMin = 250 * time.Millisecond

@@ -33,9 +33,12 @@ type Manager struct {
 	kernelOK *bool // guarded by recMu; nil: not probed yet
 	mu       sync.Mutex
 	haVIPs   map[netip.Addr]VIP // mounted through MountVIP
-	ann      map[netip.Addr]*annState
-	desired  Desired // last sanitized desired state
-	last     Result
+	// leaseUntil: when the kernel lease of each HA VIP runs out by our
+	// clock (last MountVIP/RenewVIPs + VIPLease); only with VIPLease > 0.
+	leaseUntil map[netip.Addr]time.Time
+	ann        map[netip.Addr]*annState
+	desired    Desired // last sanitized desired state
+	last       Result
 
 	closers  []io.Closer // seams built by Open
 	closeErr error
@@ -81,12 +84,13 @@ func New(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	m := &Manager{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		haVIPs: map[netip.Addr]VIP{},
-		ann:    map[netip.Addr]*annState{},
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		haVIPs:     map[netip.Addr]VIP{},
+		leaseUntil: map[netip.Addr]time.Time{},
+		ann:        map[netip.Addr]*annState{},
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	var err error
 	if m.m, err = newMetrics(cfg.Registerer); err != nil {
@@ -309,9 +313,24 @@ func (p *pass) run(d Desired) {
 		}
 	}
 	keepVIP := map[netip.Addr]bool{}
-	for _, v := range vips {
+	now := m.cfg.Clock.Now()
+	for i, v := range vips {
 		keepVIP[v.Addr.Addr()] = true
-		if err := p.vip(ix, v); err != nil {
+		var lft time.Duration
+		if i >= len(d.VIPs) && m.cfg.VIPLease > 0 {
+			// An HA VIP is re-added only for what is left of its lease: a
+			// pass never extends it (only RenewVIPs does), and one whose
+			// lease ran out (a resumed, frozen holder) is neither re-added
+			// nor removed.
+			lft = m.leaseUntil[v.Addr.Addr()].Sub(now)
+			if lft <= 0 {
+				if l, ok := ix.byName[v.Interface]; ok {
+					p.keepA[addrKey{l.Index, v.Addr}] = true
+				}
+				continue
+			}
+		}
+		if err := p.vip(ix, v, lft, false); err != nil {
 			p.fail("vip", v.Name, err)
 		}
 	}
@@ -361,7 +380,7 @@ func (p *pass) iface(ix *index, l Link, in Interface) {
 	// Addresses on the interface.
 	for _, pre := range in.Addresses {
 		p.keepA[addrKey{l.Index, pre}] = true
-		if err := p.ensureAddr(ix, l, pre, false); err != nil {
+		if err := p.ensureAddr(ix, l, pre, false, 0, false); err != nil {
 			p.fail("address", in.Name+"/"+pre.String(), err)
 		}
 	}
@@ -398,10 +417,11 @@ func (p *pass) iface(ix *index, l Link, in Interface) {
 	}
 }
 
-// ensureAddr makes pre exist, marked, on l. For a VIP (exclusive=true) an
-// unmarked copy on any link is a conflict and a marked copy elsewhere is
-// moved.
-func (p *pass) ensureAddr(ix *index, l Link, pre netip.Prefix, exclusive bool) error {
+// ensureAddr makes pre exist, marked, on l, added with lifetime lft (0:
+// forever). For a VIP (exclusive=true) an unmarked copy on any link is a
+// conflict and a marked copy elsewhere is moved. renew re-applies lft to a
+// copy that exists (NLM_F_REPLACE).
+func (p *pass) ensureAddr(ix *index, l Link, pre netip.Prefix, exclusive bool, lft time.Duration, renew bool) error {
 	m := p.m
 	have := false
 	var resize []Addr
@@ -416,7 +436,16 @@ func (p *pass) ensureAddr(ix *index, l Link, pre netip.Prefix, exclusive bool) e
 			resize = append(resize, a) // same address, other prefix length
 		}
 	}
+	want := Addr{LinkIndex: l.Index, Prefix: pre, Protocol: AddrProtocol, NoDAD: pre.Addr().Is6(), ValidLft: lft,
+		NoPrefixRoute: lft > 0 && pre.Addr().Is6()}
 	if have {
+		if !renew {
+			return nil
+		}
+		if err := m.cfg.Netlink.ReplaceAddr(want); err != nil {
+			return fmt.Errorf("renew address: %w", err)
+		}
+		p.res.Changes++
 		return nil
 	}
 	for _, a := range resize {
@@ -425,7 +454,7 @@ func (p *pass) ensureAddr(ix *index, l Link, pre netip.Prefix, exclusive bool) e
 		}
 		p.res.Changes++
 	}
-	err := m.cfg.Netlink.Addr(true, Addr{LinkIndex: l.Index, Prefix: pre, Protocol: AddrProtocol, NoDAD: pre.Addr().Is6()})
+	err := m.cfg.Netlink.Addr(true, want)
 	switch {
 	case err == nil:
 		p.res.Changes++
@@ -592,7 +621,9 @@ func (p *pass) peers(in Interface, l Link) map[string]bool {
 	return failed
 }
 
-func (p *pass) vip(ix *index, v VIP) error {
+// vip mounts v with lifetime lft (0: forever); renew re-applies lft to a
+// copy that exists.
+func (p *pass) vip(ix *index, v VIP, lft time.Duration, renew bool) error {
 	m := p.m
 	l, ok := ix.byName[v.Interface]
 	if !ok {
@@ -600,7 +631,7 @@ func (p *pass) vip(ix *index, v VIP) error {
 	}
 	p.keepA[addrKey{l.Index, v.Addr}] = true
 	changesBefore := p.res.Changes
-	if err := p.ensureAddr(ix, l, v.Addr, true); err != nil {
+	if err := p.ensureAddr(ix, l, v.Addr, true, lft, renew); err != nil {
 		return err
 	}
 	st, ok := m.ann[v.Addr.Addr()]
@@ -689,6 +720,7 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.haVIPs = map[netip.Addr]VIP{}
+	m.leaseUntil = map[netip.Addr]time.Time{}
 	m.ann = map[netip.Addr]*annState{}
 	m.desired = Desired{}
 	if snap, err = m.dump(); err != nil {

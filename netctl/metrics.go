@@ -16,7 +16,11 @@ type metrics struct {
 	vipUnmounts    prometheus.Counter
 	announces      prometheus.Counter
 	announceErrors prometheus.Counter
-	peers          *prometheus.GaugeVec
+	// vipRenewals counts RenewVIPs calls; announceSkipped the rounds not
+	// sent because the VIP's lease had run out.
+	vipRenewals     prometheus.Counter
+	announceSkipped prometheus.Counter
+	peers           *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -41,12 +45,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "vip_announcements_total", Help: "Announcement rounds sent (GARP request+reply or unsolicited NA)."}),
 		announceErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "vip_announcement_errors_total", Help: "Announcement rounds that failed."}),
+		vipRenewals: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "vip_lease_renewals_total", Help: "RenewVIPs calls (kernel lease renewals of HA VIPs)."}),
+		announceSkipped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "vip_announcements_skipped_total", Help: "Announcement rounds not sent because the VIP's lease had run out."}),
 		peers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "peers", Help: "WireGuard peers by health, as of the last Status call."}, []string{"health"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.reconciles, m.duration, m.failedObjects, m.changes,
-			m.dumpRetries, m.vipMounts, m.vipUnmounts, m.announces, m.announceErrors, m.peers} {
+			m.dumpRetries, m.vipMounts, m.vipUnmounts, m.announces, m.announceErrors, m.vipRenewals, m.announceSkipped, m.peers} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

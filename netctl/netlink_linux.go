@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -159,6 +161,12 @@ func (r *RealNetlink) dumpAddrs() ([]Addr, error) {
 				if len(at.Value) >= 1 {
 					a.Protocol = at.Value[0]
 				}
+			case unix.IFA_CACHEINFO:
+				if len(at.Value) >= 8 {
+					if v := nl.NativeEndian().Uint32(at.Value[4:]); v != math.MaxUint32 {
+						a.ValidLft = time.Duration(v) * time.Second
+					}
+				}
 			}
 		}
 		raw := local
@@ -171,6 +179,7 @@ func (r *RealNetlink) dumpAddrs() ([]Addr, error) {
 		}
 		a.Prefix = netip.PrefixFrom(ip, int(ifa.Prefixlen))
 		a.NoDAD = flags&unix.IFA_F_NODAD != 0
+		a.NoPrefixRoute = flags&unix.IFA_F_NOPREFIXROUTE != 0
 		out = append(out, a)
 	}
 	return out, nil
@@ -224,15 +233,37 @@ func (r *RealNetlink) DeleteLink(name string) error {
 	return nil
 }
 
-// Addr adds or deletes an address, stamping IFA_PROTO on additions and
-// IFA_F_NODAD when asked.
+// Addr adds or deletes an address, stamping IFA_PROTO on additions,
+// IFA_F_NODAD when asked and IFA_CACHEINFO when a.ValidLft > 0.
 func (r *RealNetlink) Addr(add bool, a Addr) error {
+	if !add {
+		return r.addr(unix.RTM_DELADDR, unix.NLM_F_ACK, "delete", a)
+	}
+	return r.addr(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK, "add", a)
+}
+
+// ReplaceAddr adds a or updates the existing one in place (NLM_F_REPLACE),
+// with the same attributes as Addr: it renews a's lifetime.
+func (r *RealNetlink) ReplaceAddr(a Addr) error {
+	return r.addr(unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_REPLACE|unix.NLM_F_ACK, "replace", a)
+}
+
+// lifetimeSecs is d in whole seconds, rounded up, at least 1 and below the
+// kernel's "forever" (0xffffffff).
+func lifetimeSecs(d time.Duration) uint32 {
+	s := (d + time.Second - 1) / time.Second
+	switch {
+	case s < 1:
+		return 1
+	case s >= math.MaxUint32:
+		return math.MaxUint32 - 1
+	}
+	return uint32(s)
+}
+
+func (r *RealNetlink) addr(typ, flags int, verb string, a Addr) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	typ, flags := unix.RTM_DELADDR, unix.NLM_F_ACK
-	if add {
-		typ, flags = unix.RTM_NEWADDR, unix.NLM_F_CREATE|unix.NLM_F_EXCL|unix.NLM_F_ACK
-	}
 	req := r.request(typ, flags)
 	fam := unix.AF_INET
 	if a.Prefix.Addr().Is6() {
@@ -245,22 +276,28 @@ func (r *RealNetlink) Addr(add bool, a Addr) error {
 	ip := a.Prefix.Addr().AsSlice()
 	req.AddData(nl.NewRtAttr(unix.IFA_LOCAL, ip))
 	req.AddData(nl.NewRtAttr(unix.IFA_ADDRESS, ip))
-	if add {
+	if typ == unix.RTM_NEWADDR {
 		var f uint32
 		if a.NoDAD {
 			f |= unix.IFA_F_NODAD
+		}
+		if a.NoPrefixRoute {
+			f |= unix.IFA_F_NOPREFIXROUTE
 		}
 		req.AddData(nl.NewRtAttr(unix.IFA_FLAGS, nl.Uint32Attr(f)))
 		if a.Protocol != 0 {
 			req.AddData(nl.NewRtAttr(ifaProto, []byte{a.Protocol}))
 		}
-	}
-	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
-	if err != nil {
-		verb := "delete"
-		if add {
-			verb = "add"
+		if a.ValidLft > 0 {
+			// struct ifa_cacheinfo {ifa_prefered, ifa_valid, cstamp, tstamp}
+			secs := lifetimeSecs(a.ValidLft)
+			ci := make([]byte, 16)
+			nl.NativeEndian().PutUint32(ci[0:], secs)
+			nl.NativeEndian().PutUint32(ci[4:], secs)
+			req.AddData(nl.NewRtAttr(unix.IFA_CACHEINFO, ci))
 		}
+	}
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
 		return fmt.Errorf("%s address %s: %w", verb, a.Prefix, mapErr(err))
 	}
 	return nil

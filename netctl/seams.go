@@ -42,6 +42,16 @@ type Addr struct {
 	Protocol uint8
 	// NoDAD asks for IFA_F_NODAD (IPv6).
 	NoDAD bool
+	// NoPrefixRoute asks for IFA_F_NOPREFIXROUTE: the kernel adds no prefix
+	// route for the address. Leased IPv6 VIPs use it: the kernel leaves the
+	// prefix route of a deleted address with a lifetime in place until that
+	// lifetime ends, and a /128 needs none.
+	NoPrefixRoute bool
+	// ValidLft is the address's lifetime (IFA_CACHEINFO, whole seconds,
+	// rounded up; preferred = valid): the kernel deletes the address by
+	// itself once it runs out unless ReplaceAddr renews it. 0 is forever.
+	// Dump reports the remaining lifetime.
+	ValidLft time.Duration
 }
 
 // Marked reports whether fedgate created a.
@@ -80,6 +90,10 @@ type Netlink interface {
 	DeleteLink(name string) error
 	// Addr adds (add=true) or deletes a.
 	Addr(add bool, a Addr) error
+	// ReplaceAddr adds a, or replaces the flags and lifetime of the equal
+	// address that exists (RTM_NEWADDR with NLM_F_REPLACE): the renewal of
+	// a leased address.
+	ReplaceAddr(a Addr) error
 	// Route adds (add=true) or deletes r.
 	Route(add bool, r Route) error
 }

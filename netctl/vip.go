@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -14,7 +15,9 @@ import (
 // after winning leadership; Reconcile keeps it mounted (re-mounting it if
 // the address or its interface comes back) and never collects it. An
 // address present without fedgate's marker is not taken over: the error
-// matches ErrAddressInUse.
+// matches ErrAddressInUse. With VIPLease > 0 the address is added with
+// that kernel lifetime: the caller must keep calling RenewVIPs, or the
+// kernel drops the address by itself.
 func (m *Manager) MountVIP(ctx context.Context, v VIP) error {
 	if err := v.Validate(); err != nil {
 		return objErr("vip", v.Name, err)
@@ -32,7 +35,27 @@ func (m *Manager) MountVIP(ctx context.Context, v VIP) error {
 	}
 	p := &pass{m: m, ctx: ctx, keepA: map[addrKey]bool{}, keepR: map[routeKey]bool{}, keepL: map[string]bool{}}
 	ix := newIndex(snap)
-	if err := p.vip(ix, v); err != nil {
+	lease := m.cfg.VIPLease
+	if lease > 0 {
+		// Set first: the announcement sent on mount checks it.
+		prev, had := m.leaseUntil[v.Addr.Addr()]
+		m.leaseUntil[v.Addr.Addr()] = m.cfg.Clock.Now().Add(lease)
+		if _, held := m.haVIPs[v.Addr.Addr()]; !held {
+			defer func() {
+				if _, held := m.haVIPs[v.Addr.Addr()]; !held {
+					if had {
+						m.leaseUntil[v.Addr.Addr()] = prev
+					} else {
+						delete(m.leaseUntil, v.Addr.Addr())
+					}
+				}
+			}()
+		}
+	} else {
+		lease = 0
+	}
+	// A copy that exists (adopted after a restart) gets the lease too.
+	if err := p.vip(ix, v, lease, lease > 0); err != nil {
 		return objErr("vip", v.Name, err)
 	}
 	// A marked copy on another link (moved VIP) is removed.
@@ -56,6 +79,7 @@ func (m *Manager) UnmountVIP(ctx context.Context, addr netip.Prefix) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.haVIPs, addr.Addr())
+	delete(m.leaseUntil, addr.Addr())
 	delete(m.ann, addr.Addr())
 	snap, err := m.dump()
 	if err != nil {
@@ -76,6 +100,70 @@ func (m *Manager) UnmountVIP(ctx context.Context, addr netip.Prefix) error {
 	}
 	m.m.vipUnmounts.Inc()
 	return errors.Join(errs...)
+}
+
+// RenewVIPs renews the kernel lease of every VIP mounted through MountVIP
+// to VIPLease from now (NLM_F_REPLACE) and lets its announcements go on
+// until then. The holder calls it each time it confirms it still owns the
+// VIPs, more often than VIPLease. A VIP whose lease already ran out (the
+// kernel may have dropped it) is mounted again and announced afresh. It
+// does nothing when leases are disabled (VIPLease < 0).
+func (m *Manager) RenewVIPs(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cfg.VIPLease <= 0 || len(m.haVIPs) == 0 {
+		return nil
+	}
+	now := m.cfg.Clock.Now()
+	var errs []error
+	var lapsed []VIP
+	for a, v := range m.haVIPs {
+		st := m.ann[a]
+		if st == nil || !now.Before(m.leaseUntil[a]) {
+			lapsed = append(lapsed, v)
+			continue
+		}
+		is6 := v.Addr.Addr().Is6()
+		err := m.cfg.Netlink.ReplaceAddr(Addr{LinkIndex: st.link.Index, Prefix: v.Addr, Protocol: AddrProtocol,
+			NoDAD: is6, NoPrefixRoute: is6, ValidLft: m.cfg.VIPLease})
+		if err != nil {
+			// Its link may have changed: take the slow path.
+			lapsed = append(lapsed, v)
+			continue
+		}
+		m.leaseUntil[a] = now.Add(m.cfg.VIPLease)
+	}
+	if len(lapsed) > 0 {
+		snap, err := m.dump()
+		if err != nil {
+			return errors.Join(append(errs, fmt.Errorf("renew vips: %w", err))...)
+		}
+		ix := newIndex(snap)
+		p := &pass{m: m, ctx: ctx, keepA: map[addrKey]bool{}, keepR: map[routeKey]bool{}, keepL: map[string]bool{}}
+		for _, v := range lapsed {
+			m.leaseUntil[v.Addr.Addr()] = now.Add(m.cfg.VIPLease)
+			if err := p.vip(ix, v, m.cfg.VIPLease, true); err != nil {
+				m.leaseUntil[v.Addr.Addr()] = now // still lapsed: not announced
+				errs = append(errs, objErr("vip", v.Name, fmt.Errorf("renew lease: %w", err)))
+			}
+		}
+	}
+	m.m.vipRenewals.Inc()
+	return errors.Join(errs...)
+}
+
+// leaseLapsed reports whether addr is an HA VIP whose lease ran out by now
+// (the kernel drops it by itself; it must not be announced). Called with
+// m.mu held.
+func (m *Manager) leaseLapsed(addr netip.Addr, now time.Time) bool {
+	until, ok := m.leaseUntil[addr]
+	if !ok || m.cfg.VIPLease <= 0 {
+		return false
+	}
+	if slices.ContainsFunc(m.desired.VIPs, func(v VIP) bool { return v.Addr.Addr() == addr }) {
+		return false // also desired: mounted forever
+	}
+	return !now.Before(until)
 }
 
 // LastAnnounce returns when addr was last announced by this node and whether
@@ -102,6 +190,12 @@ func (m *Manager) announceNow(st *annState) {
 func (m *Manager) sendRound(st *annState) {
 	if m.cfg.Announcer == nil || len(st.link.HardwareAddr) == 0 {
 		return // no L2 (TUN, WireGuard): nothing to announce
+	}
+	if m.leaseLapsed(st.vip.Addr.Addr(), m.cfg.Clock.Now()) {
+		// A frozen holder that resumed must not claim the address again:
+		// only a renewal (after it re-confirmed ownership) does.
+		m.m.announceSkipped.Inc()
+		return
 	}
 	err := m.cfg.Announcer.Announce(st.link, st.vip.Addr.Addr())
 	st.lastErr = err

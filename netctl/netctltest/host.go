@@ -201,7 +201,7 @@ func (h *Host) SetHandshake(dev string, pub wgtypes.Key, t time.Time, rx, tx int
 }
 
 // Fail makes every later operation op whose object text contains match
-// fail with err. Ops: link-add, link-set, link-del, addr-add, addr-del,
+// fail with err. Ops: link-add, link-set, link-del, addr-add, addr-del, addr-replace,
 // route-add, route-del, wg-config (object: "dev/peerkey", one per peer in
 // the config), launch.
 func (h *Host) Fail(op, match string, err error) {
@@ -486,6 +486,48 @@ func (f *fakeNetlink) Addr(add bool, a netctl.Addr) error {
 	h.addrs = append(h.addrs, a)
 	h.notify()
 	return nil
+}
+
+// ReplaceAddr adds a or, like NLM_F_REPLACE, updates the flags, marker and
+// lifetime of the equal address (op "addr-replace"). The fake never expires
+// addresses by itself: RemoveAddr plays the kernel dropping one.
+func (f *fakeNetlink) ReplaceAddr(a netctl.Addr) error {
+	h := (*Host)(f)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l := h.linkByIndex(a.LinkIndex)
+	if l == nil {
+		return unix.ENODEV
+	}
+	if err := h.check("addr-replace", l.Name+"/"+a.Prefix.String()); err != nil {
+		return err
+	}
+	for i, x := range h.addrs {
+		if x.LinkIndex == a.LinkIndex && x.Prefix == a.Prefix {
+			h.addrs[i] = a
+			return nil
+		}
+	}
+	h.addrs = append(h.addrs, a)
+	h.notify()
+	return nil
+}
+
+// AddrLifetime returns the lifetime last set on the address p of link (0:
+// forever) and whether it exists.
+func (h *Host) AddrLifetime(link string, p netip.Prefix) (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l := h.links[link]
+	if l == nil {
+		return 0, false
+	}
+	for _, a := range h.addrs {
+		if a.LinkIndex == l.Index && a.Prefix == p {
+			return a.ValidLft, true
+		}
+	}
+	return 0, false
 }
 
 func (f *fakeNetlink) Route(add bool, r netctl.Route) error {
