@@ -45,7 +45,7 @@ func peerTrust(st *raftstore.State, id string) ([]byte, string, bool) {
 }
 
 func (s peerSource) Revoked(serial *big.Int, spki [32]byte) bool {
-	return revocationView{s.a}.Revoked(serial, spki)
+	return revocationView(s).Revoked(serial, spki)
 }
 
 // verifier adapts pki's per-peer verifier to proxy.Verifier.

@@ -25,9 +25,6 @@ const (
 	tcpProbeEvery  = 20 * time.Millisecond
 	arpProbeEvery  = 50 * time.Millisecond
 	kernProbeEvery = 10 * time.Millisecond
-	// dualBucket is the probe interval in which two different answering
-	// nodes count as a split brain.
-	dualBucket = 50 * time.Millisecond
 )
 
 type tcpSample struct {
@@ -248,29 +245,6 @@ func (r *recorder) firstAnswerFrom(from time.Time, not string) (tcpSample, bool)
 		}
 	}
 	return tcpSample{}, false
-}
-
-// dualTCP counts probe intervals (dualBucket) in which two different nodes
-// answered TCP probes.
-func (r *recorder) dualTCP(from, to time.Time) int {
-	buckets := map[int64]map[string]bool{}
-	for _, s := range r.tcpIn(from, to) {
-		if s.who == "" {
-			continue
-		}
-		b := int64(s.at.Sub(r.start) / dualBucket)
-		if buckets[b] == nil {
-			buckets[b] = map[string]bool{}
-		}
-		buckets[b][s.who] = true
-	}
-	n := 0
-	for _, m := range buckets {
-		if len(m) > 1 {
-			n++
-		}
-	}
-	return n
 }
 
 // dualARP counts ARP rounds that two nodes answered.
