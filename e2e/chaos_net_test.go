@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -157,39 +156,8 @@ netctl:
 func (c *chaosNode) start() {
 	n := c.node
 	n.t.Helper()
-	n.mu.Lock()
-	cmd := exec.Command(bins.fedgated, "--config", n.config)
-	if n.logs == nil {
-		n.logs = &bytes.Buffer{}
-	}
-	w := &lockedWriter{mu: &n.mu, b: n.logs}
-	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := c.ns.Do(cmd.Start); err != nil {
-		n.mu.Unlock()
-		n.t.Fatal(err)
-	}
-	n.cmd = cmd
-	done := make(chan struct{})
-	n.done = done
-	n.mu.Unlock()
-	go func() { cmd.Wait(); close(done) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if s, err := n.status(); err == nil {
-			c.id = s.NodeID
-			return
-		}
-		select {
-		case <-done:
-			n.t.Fatalf("%s exited during start-up:\n%s", n.name, tail(n.logText(), 4000))
-		default:
-		}
-		if time.Now().After(deadline) {
-			n.t.Fatalf("%s: local API not up after 60s", n.name)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	n.launch([]string{"--config", n.config}, func(cmd *exec.Cmd) error { return c.ns.Do(cmd.Start) })
+	c.id = n.waitAPI().NodeID
 }
 
 // signal sends sig to the node's process group.

@@ -141,6 +141,14 @@ func (n *node) start() {
 
 func (n *node) startWith(args []string) {
 	n.t.Helper()
+	n.launch(args, func(cmd *exec.Cmd) error { return cmd.Start() })
+	n.waitAPI()
+}
+
+// launch starts fedgated with args through start (which may run it in a
+// network namespace), capturing its output in the node's log.
+func (n *node) launch(args []string, start func(*exec.Cmd) error) {
+	n.t.Helper()
 	n.mu.Lock()
 	cmd := exec.Command(bins.fedgated, args...)
 	if n.logs == nil {
@@ -149,7 +157,7 @@ func (n *node) startWith(args []string) {
 	w := &lockedWriter{mu: &n.mu, b: n.logs}
 	cmd.Stdout, cmd.Stderr = w, w
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := start(cmd); err != nil {
 		n.mu.Unlock()
 		n.t.Fatal(err)
 	}
@@ -158,10 +166,19 @@ func (n *node) startWith(args []string) {
 	n.done = done
 	n.mu.Unlock()
 	go func() { cmd.Wait(); close(done) }()
+}
+
+// waitAPI waits until the launched fedgated's local API answers and
+// returns its status; it fails the test if the process exits first.
+func (n *node) waitAPI() status {
+	n.t.Helper()
+	n.mu.Lock()
+	done := n.done
+	n.mu.Unlock()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		if _, err := n.cli("status", "--json"); err == nil {
-			return
+		if s, err := n.status(); err == nil {
+			return s
 		}
 		select {
 		case <-done:
@@ -171,8 +188,24 @@ func (n *node) startWith(args []string) {
 		if time.Now().After(deadline) {
 			n.t.Fatalf("%s: local API not up after 60s", n.name)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// waitReady waits until the node reports ready (raft leader known and
+// caught up, every part started).
+func (n *node) waitReady(timeout time.Duration) {
+	n.t.Helper()
+	eventually(n.t, timeout, n.name+" ready", func() error {
+		st, err := n.status()
+		if err != nil {
+			return err
+		}
+		if !st.Ready {
+			return fmt.Errorf("not ready")
+		}
+		return nil
+	})
 }
 
 func (n *node) logText() string {

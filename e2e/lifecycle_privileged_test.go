@@ -96,16 +96,7 @@ proxy:
 	}
 	_ = peerOverlay
 	s.start()
-	eventually(t, 30*time.Second, name+" ready", func() error {
-		st, err := s.status()
-		if err != nil {
-			return err
-		}
-		if !st.Ready {
-			return fmt.Errorf("not ready")
-		}
-		return nil
-	})
+	s.waitReady(30 * time.Second)
 	return s
 }
 

@@ -80,16 +80,7 @@ func newLifecycleSite(t *testing.T, name string, o lcOpts) *lcSite {
 %s`, o.platformVersion, proxy, s.bootstrap, s.control, contact, platform)
 	s.node = newNode(t, name, true, extra)
 	s.start()
-	eventually(t, 20*time.Second, name+" ready", func() error {
-		st, err := s.status()
-		if err != nil {
-			return err
-		}
-		if !st.Ready {
-			return fmt.Errorf("not ready")
-		}
-		return nil
-	})
+	s.waitReady(20 * time.Second)
 	return s
 }
 

@@ -31,16 +31,7 @@ func newSite(t *testing.T, name, routes string) *site {
 %s`, in, out, routes)
 	s := &site{node: newNode(t, name, true, extra), inbound: in, outbound: out}
 	s.start()
-	eventually(t, 20*time.Second, name+" ready", func() error {
-		st, err := s.status()
-		if err != nil {
-			return err
-		}
-		if !st.Ready {
-			return fmt.Errorf("not ready")
-		}
-		return nil
-	})
+	s.waitReady(20 * time.Second)
 	return s
 }
 
