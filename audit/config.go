@@ -63,7 +63,10 @@ type Config struct {
 	// PreallocBytes is the chunk of zeros written (and synced) ahead of the
 	// active segment's data in the background, so that a group commit
 	// overwrites allocated blocks and its fdatasync carries no metadata
-	// (default 4 MiB; negative disables preallocation).
+	// (default 256 KiB; negative disables preallocation). Keep it small: a
+	// group commit's fdatasync also flushes whatever zeros are still dirty,
+	// so one large chunk stalls the commits that overlap its write-back
+	// (4 MiB chunks put the 256-appender p99 at 12 ms; 256 KiB at 3.8 ms).
 	PreallocBytes int64
 	// Policy chooses fail-closed (default) or counted drop.
 	Policy Policy
@@ -123,7 +126,7 @@ func (c *Config) setDefaults() {
 		c.MaxBatch = defaultMaxBatch
 	}
 	if c.PreallocBytes == 0 {
-		c.PreallocBytes = 4 << 20
+		c.PreallocBytes = 256 << 10
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
