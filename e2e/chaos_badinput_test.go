@@ -91,7 +91,7 @@ func TestPrivilegedVIPBadInput(t *testing.T) {
 	}
 	t.Logf("ext0 deleted, re-created after %s; VIP re-mounted %s after that", back.Sub(gone).Round(time.Millisecond), time.Since(back).Round(time.Millisecond))
 	// The site VIP was never disturbed.
-	if got := c.r.answeredBy(gone, time.Now()); len(got) != 1 || got[0] != l.name {
+	if got := c.r.answeredBy(probeTCP, gone, time.Now()); len(got) != 1 || got[0] != l.name {
 		t.Errorf("site VIP answered by %v while ext0 came and went", got)
 	}
 }

@@ -28,7 +28,10 @@ import (
 // Each node namespace also runs a small TCP responder on 0.0.0.0:8080 (in
 // the test process, so it outlives a killed or frozen fedgated: the
 // harshest case, a backend that keeps answering for an agent that is gone)
-// that answers with the node's name.
+// that answers with the node's name. Each node also serves fedgate's
+// inbound proxy with one L7 route to a backend that names the node, and a
+// second site in the client namespace calls it through the VIP
+// (chaos_proxy_test.go).
 
 const (
 	chaosVIP       = "10.77.0.50"
@@ -53,6 +56,7 @@ type chaosNet struct {
 	obs    *nstest.NS
 	nodes  []*chaosNode
 	r      *recorder
+	fed    *chaosFed // set by federate: the proxy probe's second site
 }
 
 func newChaosNet(t *testing.T, n int) *chaosNet {
@@ -98,8 +102,10 @@ func newChaosNet(t *testing.T, n int) *chaosNet {
 		cn := &chaosNode{ns: ns, ip: ip}
 		cn.mac = attach(ns, "v"+name, ip)
 		cn.node = newChaosProcess(t, name, ip, i == 1)
+		appendConfig(t, cn.config, chaosSiteYAML())
 		c.nodes = append(c.nodes, cn)
 		startResponder(t, ns, name)
+		startBackend(t, ns, name)
 	}
 	return c
 }
@@ -149,6 +155,22 @@ netctl:
 		}
 	})
 	return n
+}
+
+// appendConfig adds YAML sections to a node's config file.
+func appendConfig(t *testing.T, path, yaml string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(yaml); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // start runs fedgated inside the node's namespace (the child inherits the

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,9 +28,20 @@ const (
 	kernProbeEvery = 10 * time.Millisecond
 )
 
+// probe names a prober whose answers the recorder keeps as tcpSamples.
+type probe int
+
+const (
+	// probeTCP: a plain TCP connect to the node's responder on the VIP.
+	probeTCP probe = iota
+	// probeProxy: an mTLS request through the fedgate proxy on the VIP.
+	probeProxy
+)
+
 type tcpSample struct {
 	at  time.Time
 	who string // node name, "" when nothing answered
+	why string // proxy probe: why nothing answered ("timeout", "refused", ...)
 }
 
 type multiSample struct {
@@ -42,12 +54,24 @@ type recorder struct {
 	start time.Time
 	mu    sync.Mutex
 	tcp   []tcpSample
+	proxy []tcpSample   // sorted by start time (the proxy prober runs probes in parallel)
 	arp   []multiSample // ARP who-has rounds: nodes whose MAC answered
 	kern  []multiSample // kernel samples: nodes with the VIP on eth0
 	garp  []tcpSample   // gratuitous ARP for the VIP seen on the wire, by sender
 }
 
-func (r *recorder) addTCP(s tcpSample)   { r.mu.Lock(); r.tcp = append(r.tcp, s); r.mu.Unlock() }
+func (r *recorder) addTCP(s tcpSample) { r.mu.Lock(); r.tcp = append(r.tcp, s); r.mu.Unlock() }
+
+// addProxy inserts s in start-time order: parallel probes finish out of order.
+func (r *recorder) addProxy(s tcpSample) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i := len(r.proxy)
+	for i > 0 && r.proxy[i-1].at.After(s.at) {
+		i--
+	}
+	r.proxy = slices.Insert(r.proxy, i, s)
+}
 func (r *recorder) addARP(s multiSample) { r.mu.Lock(); r.arp = append(r.arp, s); r.mu.Unlock() }
 func (r *recorder) addKern(s multiSample) {
 	r.mu.Lock()
@@ -62,17 +86,22 @@ func lockInto(ns *nstest.NS) error {
 	return netns.Set(ns.NsHandle())
 }
 
-// startProbes runs the TCP prober (client namespace), the ARP observer
-// (observer namespace) and the kernel observer (every node namespace)
-// until the test ends.
+// startProbes runs the TCP prober (client namespace), the proxy prober
+// (client namespace, once federate has run), the ARP observer (observer
+// namespace) and the kernel observer (every node namespace) until the test
+// ends.
 func (c *chaosNet) startProbes() *recorder {
 	t := c.t
 	r := &recorder{start: time.Now()}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	wg.Add(3)
 	go func() { defer wg.Done(); errc <- tcpProber(ctx, c.client, r) }()
+	if c.fed != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- proxyProber(ctx, c.client, c.fed.client, r) }()
+	}
 	macs := map[string]string{}
 	for _, n := range c.nodes {
 		macs[n.mac] = n.name
@@ -205,11 +234,16 @@ func sortedKeys(m map[string]bool) []string {
 
 // ---- analysis over a window [from, to) ----
 
-func (r *recorder) tcpIn(from, to time.Time) []tcpSample {
+// in returns p's samples that started in [from, to).
+func (r *recorder) in(p probe, from, to time.Time) []tcpSample {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	all := r.tcp
+	if p == probeProxy {
+		all = r.proxy
+	}
 	var out []tcpSample
-	for _, s := range r.tcp {
+	for _, s := range all {
 		if !s.at.Before(from) && s.at.Before(to) {
 			out = append(out, s)
 		}
@@ -236,10 +270,10 @@ func (r *recorder) multiIn(kern bool, from, to time.Time) []multiSample {
 func (r *recorder) arpIn(from, to time.Time) []multiSample  { return r.multiIn(false, from, to) }
 func (r *recorder) kernIn(from, to time.Time) []multiSample { return r.multiIn(true, from, to) }
 
-// firstAnswerFrom returns the first TCP answer at or after from by a node
+// firstAnswerFrom returns p's first answer at or after from by a node
 // other than not (any node when not is "").
-func (r *recorder) firstAnswerFrom(from time.Time, not string) (tcpSample, bool) {
-	for _, s := range r.tcpIn(from, time.Now().Add(time.Hour)) {
+func (r *recorder) firstAnswerFrom(p probe, from time.Time, not string) (tcpSample, bool) {
+	for _, s := range r.in(p, from, time.Now().Add(time.Hour)) {
 		if s.who != "" && s.who != not {
 			return s, true
 		}
@@ -271,10 +305,10 @@ func (r *recorder) dualKernel(from, to time.Time) time.Duration {
 	return d
 }
 
-// answers counts TCP answers by name in the window.
-func (r *recorder) answers(name string, from, to time.Time) int {
+// answers counts p's answers by name in the window.
+func (r *recorder) answers(p probe, name string, from, to time.Time) int {
 	n := 0
-	for _, s := range r.tcpIn(from, to) {
+	for _, s := range r.in(p, from, to) {
 		if s.who == name {
 			n++
 		}
@@ -282,10 +316,10 @@ func (r *recorder) answers(name string, from, to time.Time) int {
 	return n
 }
 
-// answeredBy lists the nodes that answered TCP probes in the window.
-func (r *recorder) answeredBy(from, to time.Time) []string {
+// answeredBy lists the nodes that answered p's probes in the window.
+func (r *recorder) answeredBy(p probe, from, to time.Time) []string {
 	m := map[string]bool{}
-	for _, s := range r.tcpIn(from, to) {
+	for _, s := range r.in(p, from, to) {
 		if s.who != "" {
 			m[s.who] = true
 		}
@@ -321,11 +355,11 @@ func (r *recorder) firstDrop(name string, from time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// maxGap is the longest stretch without a TCP answer in the window.
-func (r *recorder) maxGap(from, to time.Time) time.Duration {
+// maxGap is the longest stretch without an answer to p in the window.
+func (r *recorder) maxGap(p probe, from, to time.Time) time.Duration {
 	last := from
 	var gap time.Duration
-	for _, s := range r.tcpIn(from, to) {
+	for _, s := range r.in(p, from, to) {
 		if s.who == "" {
 			continue
 		}
@@ -369,20 +403,24 @@ func waitFor(timeout time.Duration, f func() bool) bool {
 
 var _ = testing.Verbose
 
-// timeline renders the TCP answers of the window as runs: "n1 0-540ms,
-// - 560-600ms, n2 620-2000ms" (times from from; "-" is no answer).
-func (r *recorder) timeline(from, to time.Time) string {
+// timeline renders p's answers in the window as runs: "n1 0-540ms (27),
+// - 560-600ms (3), n2 620-2000ms (70)" (times from from; "-" is no
+// answer, "-timeout" a proxy probe that got none for that reason).
+func (r *recorder) timeline(p probe, from, to time.Time) string {
 	var b strings.Builder
-	ss := r.tcpIn(from, to)
+	ss := r.in(p, from, to)
+	key := func(s tcpSample) string {
+		if s.who != "" {
+			return s.who
+		}
+		return "-" + s.why
+	}
 	for i := 0; i < len(ss); {
 		j := i
-		for j+1 < len(ss) && ss[j+1].who == ss[i].who {
+		for j+1 < len(ss) && key(ss[j+1]) == key(ss[i]) {
 			j++
 		}
-		who := ss[i].who
-		if who == "" {
-			who = "-"
-		}
+		who := key(ss[i])
 		fmt.Fprintf(&b, "%s %d-%dms (%d), ", who, ss[i].at.Sub(from).Milliseconds(), ss[j].at.Sub(from).Milliseconds(), j-i+1)
 		i = j + 1
 	}
@@ -423,12 +461,14 @@ func (r *recorder) garpsBy(name string, from, to time.Time) int {
 	return n
 }
 
-// switchBacks counts TCP answers that go back to a node the VIP had moved
+// switchBacks counts p's answers that go back to a node the VIP had moved
 // away from within the window (A, B, A): a client seeing two holders.
-func (r *recorder) switchBacks(from, to time.Time) int {
+// Samples are in probe start order, so for the parallel proxy prober an
+// answer by A counts when its connection started after one that B served.
+func (r *recorder) switchBacks(p probe, from, to time.Time) int {
 	left := map[string]bool{}
 	cur, n := "", 0
-	for _, s := range r.tcpIn(from, to) {
+	for _, s := range r.in(p, from, to) {
 		if s.who == "" || s.who == cur {
 			continue
 		}

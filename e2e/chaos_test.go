@@ -25,6 +25,12 @@ type faultResult struct {
 	// dualTCP: TCP answers from a node the VIP had already moved away from
 	// (A, B, A): the client saw two holders (must be 0).
 	dualTCP int
+	// pfailover, poutage, dualProxy: the same, measured by requests
+	// through the fedgate proxy on the VIP (mTLS as a federated peer).
+	pfailover time.Duration
+	poutage   time.Duration
+	dualProxy int
+	proxied   bool // the proxy probe ran
 	// dualARP: ARP who-has rounds answered by two MACs.
 	dualARP int
 	// dualKern: time two kernels had the VIP on eth0 at once.
@@ -47,6 +53,7 @@ func TestPrivilegedChaos(t *testing.T) {
 	}
 	c := newChaosNet(t, 3)
 	c.formCluster()
+	c.federate()
 	r := c.startProbes()
 	c.r = r
 	c.settle()
@@ -70,10 +77,14 @@ func TestPrivilegedChaos(t *testing.T) {
 			t.Logf("run %d: %s", run, f.name)
 			rs := f.fn()
 			for _, res := range rs {
-				t.Logf("  %-30s failover=%-8s moved=%-5v outage=%-8s dualTCP=%d dualARP=%d dualKernel=%s %s",
-					res.fault, ms(res.failover), res.moved, ms(res.outage), res.dualTCP, res.dualARP, ms(res.dualKern), res.note)
+				t.Logf("  %-30s failover=%-8s proxy=%-8s moved=%-5v outage=%-8s proxy-outage=%-8s dualTCP=%d dualProxy=%d dualARP=%d dualKernel=%s %s",
+					res.fault, ms(res.failover), ms(res.pfailover), res.moved, ms(res.outage), ms(res.poutage), res.dualTCP, res.dualProxy,
+					res.dualARP, ms(res.dualKern), res.note)
 				if res.dualTCP != 0 {
 					t.Errorf("%s: %d TCP answers switched back to a node the VIP had left", res.fault, res.dualTCP)
+				}
+				if res.dualProxy != 0 {
+					t.Errorf("%s: %d answers through the proxy switched back to a node the VIP had left", res.fault, res.dualProxy)
 				}
 			}
 			results = append(results, rs...)
@@ -188,13 +199,46 @@ func (c *chaosNet) settle() *chaosNode {
 		}
 		now := time.Now()
 		time.Sleep(200 * time.Millisecond)
-		if got := c.r.answeredBy(now, time.Now()); !slices.Equal(got, []string{l.name}) {
-			return fmt.Errorf("answered by %v, want only %s", got, l.name)
+		if err := c.onlyAnswered(now, time.Now(), l.name); err != nil {
+			return err
+		}
+		if c.fed != nil {
+			// Every node's proxy can serve the peer: a failover measures
+			// the move, not a node that was never ready.
+			for _, n := range c.nodes {
+				if err := c.proxyDirect(n); err != nil {
+					return fmt.Errorf("%s's proxy: %v", n.name, err)
+				}
+			}
 		}
 		holder = l
 		return nil
 	})
 	return holder
+}
+
+// onlyAnswered checks that want, and no other node, answered the TCP
+// probe and (when federated) the proxy probe in [from, to).
+func (c *chaosNet) onlyAnswered(from, to time.Time, want string) error {
+	if got := c.r.answeredBy(probeTCP, from, to); !slices.Equal(got, []string{want}) {
+		return fmt.Errorf("TCP answered by %v, want only %s", got, want)
+	}
+	if c.fed == nil {
+		return nil
+	}
+	if got := c.r.answeredBy(probeProxy, from, to); !slices.Equal(got, []string{want}) {
+		return fmt.Errorf("proxy answered by %v, want only %s", got, want)
+	}
+	return nil
+}
+
+// answeredBy describes who answered each probe in [from, to).
+func (c *chaosNet) answeredBy(from, to time.Time) string {
+	s := fmt.Sprintf("TCP answered by %v", c.r.answeredBy(probeTCP, from, to))
+	if c.fed != nil {
+		s += fmt.Sprintf(", proxy by %v", c.r.answeredBy(probeProxy, from, to))
+	}
+	return s
 }
 
 func (c *chaosNet) others(x *chaosNode) []*chaosNode {
@@ -209,20 +253,72 @@ func (c *chaosNet) others(x *chaosNode) []*chaosNode {
 
 // window fills the common measurements of [from, to).
 func (c *chaosNet) window(name string, from, to time.Time) faultResult {
-	c.t.Logf("  %s\n    tcp:    %s\n    kernel: %s\n    arp:    %s", name, c.r.timeline(from, to),
-		c.r.multiTimeline(true, from, to), c.r.multiTimeline(false, from, to))
-	return faultResult{fault: name, outage: c.r.maxGap(from, to), dualTCP: c.r.switchBacks(from, to),
+	proxyLine := ""
+	res := faultResult{fault: name, outage: c.r.maxGap(probeTCP, from, to), dualTCP: c.r.switchBacks(probeTCP, from, to),
 		dualARP: c.r.dualARP(from, to), dualKern: c.r.dualKernel(from, to)}
+	if c.fed != nil {
+		proxyLine = "\n    proxy:  " + c.r.timeline(probeProxy, from, to)
+		res.proxied = true
+		res.poutage, res.dualProxy = c.r.maxGap(probeProxy, from, to), c.r.switchBacks(probeProxy, from, to)
+	}
+	c.t.Logf("  %s\n    tcp:    %s%s\n    kernel: %s\n    arp:    %s", name, c.r.timeline(probeTCP, from, to), proxyLine,
+		c.r.multiTimeline(true, from, to), c.r.multiTimeline(false, from, to))
+	return res
 }
 
-// waitFailover waits up to 10 s for an answer from a node other than old.
-func (c *chaosNet) waitFailover(t0 time.Time, old string) (time.Duration, string) {
-	var s tcpSample
-	if !waitFor(10*time.Second, func() bool { var ok bool; s, ok = c.r.firstAnswerFrom(t0, old); return ok }) {
-		c.t.Errorf("no node other than %s answered within 10s of the fault", old)
-		return 0, ""
+// failover is a fault's move as each probe saw it.
+type failover struct {
+	tcp, proxy     time.Duration // fault to the first answer from another node
+	to, proxyTo    string        // that node ("" when none answered)
+	start, proxyAt time.Time     // the fault; the proxy's first answer from to
+}
+
+// waitFailover waits up to 10 s for an answer from a node other than old,
+// by TCP and (when federated) through the proxy; both must name the same
+// node.
+func (c *chaosNet) waitFailover(t0 time.Time, old string) failover {
+	f := failover{start: t0}
+	wait := func(p probe) (time.Duration, string) {
+		var s tcpSample
+		if !waitFor(10*time.Second, func() bool { var ok bool; s, ok = c.r.firstAnswerFrom(p, t0, old); return ok }) {
+			c.t.Errorf("no node other than %s answered the %s probe within 10s of the fault", old, p)
+			return 0, ""
+		}
+		return s.at.Sub(t0), s.who
 	}
-	return s.at.Sub(t0), s.who
+	f.tcp, f.to = wait(probeTCP)
+	if c.fed != nil {
+		f.proxy, f.proxyTo = wait(probeProxy)
+		if f.to != "" && f.proxyTo != "" && f.proxyTo != f.to {
+			c.t.Errorf("after the fault TCP moved to %s but the proxy to %s", f.to, f.proxyTo)
+		}
+	}
+	return f
+}
+
+// chaosHold is how long a fault is observed (old leader frozen, cut off or
+// dead) after it was injected: longer than the kernel lease of a VIP
+// (netctl's VIPLease, 2 s) so the ARP and kernel columns show whether a
+// holder that can no longer renew still answers at L2 after failover.
+const chaosHold = 3 * time.Second
+
+// hold sleeps until chaosHold after the fault and at least a second after
+// both probes saw the move.
+func (f failover) hold() {
+	until := f.start.Add(max(chaosHold, f.tcp+time.Second, f.proxy+time.Second))
+	time.Sleep(time.Until(until))
+}
+
+// set copies the move into res.
+func (f failover) set(res *faultResult) {
+	res.failover, res.moved, res.pfailover = f.tcp, f.to != "", f.proxy
+}
+
+func (p probe) String() string {
+	if p == probeProxy {
+		return "proxy"
+	}
+	return "TCP"
 }
 
 // ---- faults ----
@@ -232,8 +328,8 @@ func (c *chaosNet) faultStop() []faultResult {
 	l := c.settle()
 	t0 := time.Now()
 	l.signal(syscall.SIGSTOP)
-	fo, to := c.waitFailover(t0, l.name)
-	time.Sleep(time.Second)
+	fo := c.waitFailover(t0, l.name)
+	fo.hold()
 	resume := time.Now()
 	l.signal(syscall.SIGCONT)
 	drop, ok := time.Time{}, waitFor(5*time.Second, func() bool { var ok bool; _, ok = c.r.firstDrop(l.name, resume); return ok })
@@ -245,16 +341,20 @@ func (c *chaosNet) faultStop() []faultResult {
 	time.Sleep(1500 * time.Millisecond)
 	end := time.Now()
 	res := c.window("leader SIGSTOP/SIGCONT", t0, end)
-	res.failover, res.moved = fo, to != ""
-	if n := c.r.answers(l.name, resume, end); n > 0 {
-		t.Errorf("the frozen-then-resumed old leader %s answered %d probes after SIGCONT", l.name, n)
+	fo.set(&res)
+	for _, p := range []probe{probeTCP, probeProxy} {
+		if n := c.r.answers(p, l.name, resume, end); n > 0 {
+			t.Errorf("the frozen-then-resumed old leader %s answered %d %s probes after SIGCONT", l.name, n, p)
+		}
 	}
 	if n := c.r.held(l.name, drop, end); n > 0 {
 		t.Errorf("the resumed old leader %s mounted the VIP again after dropping it", l.name)
 	}
 	frozenHeld := c.r.dualKernel(t0, resume)
-	res.note = fmt.Sprintf("old leader dropped VIP %s after SIGCONT but sent %d gratuitous ARPs after resume; overlap while frozen %s; answers after resume %d; outage after resume %s",
-		ms(drop.Sub(resume)), c.r.garpsBy(l.name, resume, end), ms(frozenHeld), c.r.answers(l.name, resume, end), ms(c.r.maxGap(resume, end)))
+	res.note = fmt.Sprintf("frozen %s; old leader dropped VIP %s after SIGCONT but sent %d gratuitous ARPs after resume; overlap while frozen %s; answers after resume %d TCP, %d proxy; outage after resume %s TCP, %s proxy",
+		ms(resume.Sub(t0)), ms(drop.Sub(resume)), c.r.garpsBy(l.name, resume, end), ms(frozenHeld),
+		c.r.answers(probeTCP, l.name, resume, end), c.r.answers(probeProxy, l.name, resume, end),
+		ms(c.r.maxGap(probeTCP, resume, end)), ms(c.r.maxGap(probeProxy, resume, end)))
 	if d := c.r.dualKernel(resume.Add(time.Second), end); d > 0 {
 		t.Errorf("two kernels held the VIP for %s after the resumed leader settled", d)
 	}
@@ -270,8 +370,8 @@ func (c *chaosNet) faultPartitionLeader() []faultResult {
 	}
 	t0 := time.Now()
 	heal := partition(t, l.ns, peers)
-	fo, to := c.waitFailover(t0, l.name)
-	time.Sleep(1500 * time.Millisecond)
+	fo := c.waitFailover(t0, l.name)
+	fo.hold()
 	healAt := time.Now()
 	drop, dropped := c.r.firstDrop(l.name, t0)
 	if !dropped {
@@ -284,17 +384,17 @@ func (c *chaosNet) faultPartitionLeader() []faultResult {
 	time.Sleep(2 * time.Second)
 	end := time.Now()
 	res := c.window("leader partitioned", t0, healAt)
-	res.failover, res.moved = fo, to != ""
-	res.note = fmt.Sprintf("minority dropped VIP after %s", ms(drop.Sub(t0)))
+	fo.set(&res)
+	res.note = fmt.Sprintf("minority dropped VIP after %s; healed after %s", ms(drop.Sub(t0)), ms(healAt.Sub(t0)))
 	if res.dualKern > 0 {
 		t.Errorf("partition: two kernels held the VIP for %s", res.dualKern)
 	}
 	after := c.window("  healed", healAt, end)
-	if got := c.r.answeredBy(healAt, end); !slices.Equal(got, []string{to}) {
-		t.Errorf("after the partition healed the VIP moved: answered by %v, want only %s", got, to)
+	if err := c.onlyAnswered(healAt, end, fo.to); err != nil {
+		t.Errorf("after the partition healed the VIP moved: %v", err)
 		after.moved = true
 	}
-	after.note = fmt.Sprintf("answered by %v", c.r.answeredBy(healAt, end))
+	after.note = c.answeredBy(healAt, end)
 	return []faultResult{res, after}
 }
 
@@ -313,8 +413,8 @@ func (c *chaosNet) faultCutFollower() []faultResult {
 	time.Sleep(2 * time.Second)
 	end := time.Now()
 	res := c.window("follower cut off", t0, end)
-	if got := c.r.answeredBy(t0, end); !slices.Equal(got, []string{h.name}) {
-		t.Errorf("follower cut: answered by %v, want only %s", got, h.name)
+	if err := c.onlyAnswered(t0, end, h.name); err != nil {
+		t.Errorf("follower cut: %v", err)
 		res.moved = true
 	}
 	if n := c.r.held(f.name, t0, end); n > 0 {
@@ -336,11 +436,11 @@ func (c *chaosNet) faultManual() []faultResult {
 		t.Errorf("vips failover: %v", err)
 		return nil
 	}
-	fo, to := c.waitFailover(t0, l.name)
-	time.Sleep(time.Second)
+	fo := c.waitFailover(t0, l.name)
+	fo.hold()
 	end := time.Now()
 	res := c.window("manual failover", t0, end)
-	res.failover, res.moved = fo, to != ""
+	fo.set(&res)
 	res.note = strings.TrimSpace(out)
 	if res.dualKern > 0 {
 		t.Errorf("manual failover: two kernels held the VIP for %s", res.dualKern)
@@ -349,8 +449,8 @@ func (c *chaosNet) faultManual() []faultResult {
 		Holder string `json:"holder"`
 		State  string `json:"state"`
 	}
-	if to != "" {
-		nn := c.byName(to)
+	if fo.to != "" {
+		nn := c.byName(fo.to)
 		eventually(t, 5*time.Second, "holder recorded", func() error {
 			if err := nn.cliJSON(&vs, "vips"); err != nil {
 				return err
@@ -369,20 +469,20 @@ func (c *chaosNet) faultKill() []faultResult {
 	l := c.settle()
 	t0 := time.Now()
 	l.kill()
-	fo, to := c.waitFailover(t0, l.name)
-	time.Sleep(time.Second)
+	fo := c.waitFailover(t0, l.name)
+	fo.hold()
 	restart := time.Now()
 	res := c.window("leader SIGKILL", t0, restart)
-	res.failover, res.moved = fo, to != ""
-	res.note = fmt.Sprintf("killed node's kernel kept the VIP: overlap %s, ARP answered by both in %d rounds", ms(res.dualKern), res.dualARP)
+	fo.set(&res)
+	res.note = fmt.Sprintf("killed node's kernel kept the VIP: overlap %s, ARP answered by both in %d rounds; restarted after %s", ms(res.dualKern), res.dualARP, ms(restart.Sub(t0)))
 	l.start()
 	eventually(t, 30*time.Second, "killed node back", func() error { return wantState(l.node, "follower") })
 	collected := waitFor(10*time.Second, func() bool { return c.r.held(l.name, time.Now().Add(-50*time.Millisecond), time.Now()) == 0 })
 	time.Sleep(1500 * time.Millisecond)
 	end := time.Now()
 	back := c.window("  killed node restarted", restart, end)
-	if got := c.r.answeredBy(restart, end); !slices.Equal(got, []string{to}) {
-		t.Errorf("restart of the killed node: answered by %v, want only %s", got, to)
+	if err := c.onlyAnswered(restart, end, fo.to); err != nil {
+		t.Errorf("restart of the killed node: %v", err)
 		back.moved = true
 	}
 	back.note = fmt.Sprintf("stale VIP collected on restart: %v", collected)
@@ -399,11 +499,11 @@ func (c *chaosNet) faultRestart() []faultResult {
 	if err := l.stop(); err != nil {
 		t.Error(err)
 	}
-	fo, to := c.waitFailover(t0, l.name)
-	time.Sleep(time.Second)
+	fo := c.waitFailover(t0, l.name)
+	fo.hold()
 	restart := time.Now()
 	res := c.window("leader SIGTERM", t0, restart)
-	res.failover, res.moved = fo, to != ""
+	fo.set(&res)
 	if res.dualKern > 0 {
 		t.Errorf("SIGTERM: two kernels held the VIP for %s", res.dualKern)
 	}
@@ -412,8 +512,8 @@ func (c *chaosNet) faultRestart() []faultResult {
 	time.Sleep(1500 * time.Millisecond)
 	end := time.Now()
 	back := c.window("  stopped node restarted", restart, end)
-	if got := c.r.answeredBy(restart, end); !slices.Equal(got, []string{to}) {
-		t.Errorf("restart: answered by %v, want only %s", got, to)
+	if err := c.onlyAnswered(restart, end, fo.to); err != nil {
+		t.Errorf("restart: %v", err)
 		back.moved = true
 	}
 	return []faultResult{res, back}
@@ -438,8 +538,8 @@ func (c *chaosNet) faultRemoveReadd() []faultResult {
 	time.Sleep(time.Second)
 	end := time.Now()
 	res := c.window("member removed + re-added", t0, end)
-	if got := c.r.answeredBy(t0, end); !slices.Equal(got, []string{h.name}) {
-		t.Errorf("remove/re-add: answered by %v, want only %s", got, h.name)
+	if err := c.onlyAnswered(t0, end, h.name); err != nil {
+		t.Errorf("remove/re-add: %v", err)
 		res.moved = true
 	}
 	if c.r.held(f.name, t0, end) > 0 {
@@ -459,11 +559,12 @@ func ms(d time.Duration) string {
 // and outage, and the dual-answer counts summed over the runs.
 func failoverTable(rs []faultResult, runs int) string {
 	type agg struct {
-		fo, out          []time.Duration
-		dualTCP, dualARP int
-		dualKern         time.Duration
-		moved            int
-		n                int
+		fo, out, pfo, pout          []time.Duration
+		dualTCP, dualProxy, dualARP int
+		dualKern                    time.Duration
+		moved                       int
+		n                           int
+		proxy                       bool
 	}
 	var order []string
 	by := map[string]*agg{}
@@ -479,7 +580,15 @@ func failoverTable(rs []faultResult, runs int) string {
 			a.fo = append(a.fo, r.failover)
 		}
 		a.out = append(a.out, r.outage)
+		if r.pfailover > 0 {
+			a.pfo = append(a.pfo, r.pfailover)
+		}
+		if r.proxied {
+			a.pout = append(a.pout, r.poutage)
+			a.proxy = true
+		}
 		a.dualTCP += r.dualTCP
+		a.dualProxy += r.dualProxy
 		a.dualARP += r.dualARP
 		a.dualKern += r.dualKern
 		if r.moved {
@@ -500,16 +609,29 @@ func failoverTable(rs []faultResult, runs int) string {
 		}
 		return ms(slices.Max(ds))
 	}
+	dual := func(n int, ok bool) string {
+		if !ok {
+			return "-"
+		}
+		return strconv.Itoa(n)
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "HA failover, 3 nodes in netns, VIP %s, %d run(s); TCP probe every %s, ARP every %s, kernel every %s\n",
-		chaosVIPCIDR, runs, tcpProbeEvery, arpProbeEvery, kernProbeEvery)
-	fmt.Fprintf(&b, "%-28s %4s %6s %9s %9s %9s %9s %8s %8s %10s\n", "fault", "n", "moved", "fo-med", "fo-max", "out-med", "out-max", "dualTCP", "dualARP", "dualKern")
+	fmt.Fprintf(&b, "HA failover, 3 nodes in netns, VIP %s, %d run(s); TCP probe every %s, proxy probe every %s (mTLS, new connection, timeout %s), ARP every %s, kernel every %s; faults held %s\n",
+		chaosVIPCIDR, runs, tcpProbeEvery, proxyProbeEvery, proxyProbeTimeout, arpProbeEvery, kernProbeEvery, chaosHold)
+	fmt.Fprintf(&b, "%-28s %3s %5s | %7s %7s %7s %7s %7s | %7s %7s %7s %8s | %7s %8s\n", "", "", "",
+		"tcp", "", "", "", "", "proxy", "", "", "", "L2", "")
+	fmt.Fprintf(&b, "%-28s %3s %5s | %7s %7s %7s %7s %7s | %7s %7s %7s %8s | %7s %8s\n", "fault", "n", "moved",
+		"fo-med", "fo-max", "out-med", "out-max", "dualTCP", "fo-med", "fo-max", "out-max", "dualPrx", "dualARP", "dualKern")
 	for _, k := range order {
 		a := by[k]
-		fmt.Fprintf(&b, "%-28s %4d %6d %9s %9s %9s %9s %8d %8d %10s\n", k, a.n, a.moved, med(a.fo), maxd(a.fo), med(a.out), maxd(a.out), a.dualTCP, a.dualARP, ms(a.dualKern))
+		fmt.Fprintf(&b, "%-28s %3d %5d | %7s %7s %7s %7s %7d | %7s %7s %7s %8s | %7d %8s\n", k, a.n, a.moved,
+			med(a.fo), maxd(a.fo), med(a.out), maxd(a.out), a.dualTCP,
+			med(a.pfo), maxd(a.pfo), maxd(a.pout), dual(a.dualProxy, a.proxy), a.dualARP, ms(a.dualKern))
 	}
-	b.WriteString("fo = fault to first TCP answer from another node; out = longest stretch without a TCP answer;\n" +
-		"dualTCP = TCP answers switching back to a node the VIP had left (must be 0); dualARP = ARP who-has rounds answered by two MACs;\n" +
-		"dualKern = time two node kernels had the VIP on eth0 at once\n")
+	b.WriteString("fo = fault to the first answer from another node (median, max over runs); out = longest stretch without an answer;\n" +
+		"tcp: plain TCP connect to a responder on the VIP; proxy: HTTPS request with the federated peer's certificate through\n" +
+		"fedgate's inbound proxy on the VIP to the node's backend; dualTCP/dualPrx = answers switching back to a node the VIP\n" +
+		"had left (must be 0); dualARP = ARP who-has rounds answered by two MACs (summed); dualKern = time two node kernels\n" +
+		"had the VIP on eth0 at once (summed)\n")
 	return b.String()
 }
