@@ -351,8 +351,12 @@ func (c *chaosNet) faultStop() []faultResult {
 		t.Errorf("the resumed old leader %s mounted the VIP again after dropping it", l.name)
 	}
 	frozenHeld := c.r.dualKernel(t0, resume)
-	res.note = fmt.Sprintf("frozen %s; old leader dropped VIP %s after SIGCONT but sent %d gratuitous ARPs after resume; overlap while frozen %s; answers after resume %d TCP, %d proxy; outage after resume %s TCP, %s proxy",
-		ms(resume.Sub(t0)), ms(drop.Sub(resume)), c.r.garpsBy(l.name, resume, end), ms(frozenHeld),
+	dropped := fmt.Sprintf("dropped VIP %s after SIGCONT", ms(drop.Sub(resume)))
+	if lapse, ok := c.r.firstDrop(l.name, t0); ok && lapse.Before(resume) {
+		dropped = fmt.Sprintf("kernel dropped VIP %s after the fault, while frozen (lease)", ms(lapse.Sub(t0)))
+	}
+	res.note = fmt.Sprintf("frozen %s; old leader %s; %d gratuitous ARPs from it after resume; overlap while frozen %s; answers after resume %d TCP, %d proxy; outage after resume %s TCP, %s proxy",
+		ms(resume.Sub(t0)), dropped, c.r.garpsBy(l.name, resume, end), ms(frozenHeld),
 		c.r.answers(probeTCP, l.name, resume, end), c.r.answers(probeProxy, l.name, resume, end),
 		ms(c.r.maxGap(probeTCP, resume, end)), ms(c.r.maxGap(probeProxy, resume, end)))
 	if d := c.r.dualKernel(resume.Add(time.Second), end); d > 0 {
@@ -618,8 +622,7 @@ func failoverTable(rs []faultResult, runs int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "HA failover, 3 nodes in netns, VIP %s, %d run(s); TCP probe every %s, proxy probe every %s (mTLS, new connection, timeout %s), ARP every %s, kernel every %s; faults held %s\n",
 		chaosVIPCIDR, runs, tcpProbeEvery, proxyProbeEvery, proxyProbeTimeout, arpProbeEvery, kernProbeEvery, chaosHold)
-	fmt.Fprintf(&b, "%-28s %3s %5s | %7s %7s %7s %7s %7s | %7s %7s %7s %8s | %7s %8s\n", "", "", "",
-		"tcp", "", "", "", "", "proxy", "", "", "", "L2", "")
+	fmt.Fprintf(&b, "%39s|%-41s|%-34s|%s\n", "", " TCP connect", " request through the proxy", " L2")
 	fmt.Fprintf(&b, "%-28s %3s %5s | %7s %7s %7s %7s %7s | %7s %7s %7s %8s | %7s %8s\n", "fault", "n", "moved",
 		"fo-med", "fo-max", "out-med", "out-max", "dualTCP", "fo-med", "fo-max", "out-max", "dualPrx", "dualARP", "dualKern")
 	for _, k := range order {
