@@ -9,31 +9,34 @@ import (
 
 	"github.com/mdlayher/arp"
 	"github.com/mdlayher/ethernet"
-	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
 )
 
-// PacketAnnouncer implements Announcer with an AF_PACKET socket (gratuitous
-// ARP) and an ICMPv6 socket (unsolicited neighbour advertisement) per link,
-// opened lazily in one network namespace and kept open.
+// PacketAnnouncer implements Announcer with two send-only AF_PACKET sockets
+// per link (ARP, and IPv6 for the unsolicited neighbour advertisement),
+// opened lazily in one network namespace and kept open. Frames sent on
+// AF_PACKET pass no netfilter hook, so the L2 fence (which drops the
+// kernel's own ARP replies and advertisements for HA VIPs) never drops an
+// announcement.
 type PacketAnnouncer struct {
 	netns string
 	mu    sync.Mutex
 	arp   map[int]*packet.Conn
-	ndp   map[int]*ndp.Conn
+	ndp   map[int]*packet.Conn
 }
 
 // NewAnnouncer returns an announcer for the namespace at nsPath ("" =
 // current).
 func NewAnnouncer(nsPath string) *PacketAnnouncer {
-	return &PacketAnnouncer{netns: nsPath, arp: map[int]*packet.Conn{}, ndp: map[int]*ndp.Conn{}}
+	return &PacketAnnouncer{netns: nsPath, arp: map[int]*packet.Conn{}, ndp: map[int]*packet.Conn{}}
 }
 
 // Announce sends one round for addr on link. IPv4: an ARP announcement
 // (request, sender = target = addr, RFC 5227) and a gratuitous ARP reply,
 // both to ff:ff:ff:ff:ff:ff. IPv6: an unsolicited NA with the override flag
-// and the target link-layer address to ff02::1.
+// and the target link-layer address, from addr to ff02::1 (as the kernel
+// sends its own).
 func (a *PacketAnnouncer) Announce(l Link, addr netip.Addr) error {
 	if len(l.HardwareAddr) != 6 {
 		return nil // not Ethernet: nothing to announce
@@ -54,7 +57,7 @@ func (a *PacketAnnouncer) garp(l Link, addr netip.Addr) error {
 			if err != nil {
 				return err
 			}
-			c, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, nil)
+			c, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_ARP, &packet.Config{Filter: dropAllFilter})
 			return err
 		})
 		if err != nil {
@@ -102,11 +105,7 @@ func (a *PacketAnnouncer) una(l Link, addr netip.Addr) error {
 			if err != nil {
 				return err
 			}
-			c, _, err = ndp.Listen(ifi, ndp.LinkLocal)
-			if err != nil {
-				// No link-local address (yet): send from the VIP itself.
-				c, _, err = ndp.Listen(ifi, ndp.Addr(addr.String()))
-			}
+			c, err = packet.Listen(ifi, packet.Raw, unix.ETH_P_IPV6, &packet.Config{Filter: dropAllFilter})
 			return err
 		})
 		if err != nil {
@@ -114,9 +113,7 @@ func (a *PacketAnnouncer) una(l Link, addr netip.Addr) error {
 		}
 		a.ndp[l.Index] = c
 	}
-	m := &ndp.NeighborAdvertisement{Override: true, TargetAddress: addr,
-		Options: []ndp.Option{&ndp.LinkLayerAddress{Direction: ndp.Target, Addr: l.HardwareAddr}}}
-	if err := c.WriteTo(m, nil, allNodes); err != nil {
+	if _, err := c.WriteTo(unsolicitedNA(l.HardwareAddr, addr), &packet.Addr{HardwareAddr: ethAllNodes}); err != nil {
 		c.Close()
 		delete(a.ndp, l.Index)
 		return fmt.Errorf("unsolicited na on %s: %w", l.Name, err)

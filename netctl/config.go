@@ -26,8 +26,11 @@ type Config struct {
 	Launcher DeviceLauncher
 	// Announcer sends gratuitous ARP / unsolicited NA; nil sends nothing.
 	Announcer Announcer
-	Logger    *slog.Logger
-	Clock     Clock
+	// Fence ties L2 answers for VIPs mounted by MountVIP to this process
+	// (see Fence and NewFence); nil leaves answering to the kernel.
+	Fence  Fence
+	Logger *slog.Logger
+	Clock  Clock
 	// PrivateKey is the node's WireGuard key (LoadOrCreateKey), used for
 	// every interface (required).
 	PrivateKey wgtypes.Key

@@ -37,8 +37,12 @@ type Manager struct {
 	// clock (last MountVIP/RenewVIPs + VIPLease); only with VIPLease > 0.
 	leaseUntil map[netip.Addr]time.Time
 	ann        map[netip.Addr]*annState
-	desired    Desired // last sanitized desired state
-	last       Result
+	// fenceOnly: former HA VIPs still on a link, fenced but not answered
+	// (see fence.go).
+	fenceOnly    map[netip.Addr]bool
+	fenceFailing bool
+	desired      Desired // last sanitized desired state
+	last         Result
 
 	closers  []io.Closer // seams built by Open
 	closeErr error
@@ -89,6 +93,7 @@ func New(cfg Config) (*Manager, error) {
 		haVIPs:     map[netip.Addr]VIP{},
 		leaseUntil: map[netip.Addr]time.Time{},
 		ann:        map[netip.Addr]*annState{},
+		fenceOnly:  map[netip.Addr]bool{},
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 	}
@@ -120,6 +125,9 @@ func (m *Manager) Close() error {
 		var errs []error
 		if m.cfg.Announcer != nil {
 			errs = append(errs, m.cfg.Announcer.Close())
+		}
+		if m.cfg.Fence != nil {
+			errs = append(errs, m.cfg.Fence.Close())
 		}
 		for _, c := range m.closers {
 			errs = append(errs, c.Close())
@@ -203,6 +211,8 @@ type pass struct {
 	// keepRoutesOn: links whose device could not be read; their routes
 	// stay (removing them could send overlay traffic out in clear).
 	keepRoutesOn map[int]bool
+	// removedA: marked addresses this pass deleted.
+	removedA map[addrKey]bool
 }
 
 func (p *pass) fail(kind, id string, err error) {
@@ -340,6 +350,8 @@ func (p *pass) run(d Desired) {
 		}
 	}
 	p.gcAddrsRoutes(ix, snap)
+	m.refreshFenceOnly(snap, p.removedA)
+	m.syncFence(nil)
 }
 
 func (m *Manager) createLink(ctx context.Context, in Interface) error {
@@ -677,6 +689,10 @@ func (p *pass) gcAddrsRoutes(ix *index, snap *Snapshot) {
 			p.fail("address", ix.byIndex[a.LinkIndex].Name+"/"+a.Prefix.String(), fmt.Errorf("remove: %w", err))
 			continue
 		}
+		if p.removedA == nil {
+			p.removedA = map[addrKey]bool{}
+		}
+		p.removedA[addrKey{a.LinkIndex, a.Prefix}] = true
 		p.res.Changes++
 	}
 	for _, r := range snap.Routes {
@@ -706,8 +722,9 @@ func (m *Manager) deleteLink(ctx context.Context, l Link) error {
 }
 
 // Cleanup removes everything fedgate created: every fg- WireGuard link
-// (stopping userspace device processes), every marked address and every
-// route with RouteProtocol. Unmarked objects are never touched.
+// (stopping userspace device processes), every marked address, every
+// route with RouteProtocol and, last, the L2 fence's nftables tables.
+// Unmarked objects are never touched.
 func (m *Manager) Cleanup(ctx context.Context) error {
 	m.recMu.Lock()
 	defer m.recMu.Unlock()
@@ -722,13 +739,25 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 	m.haVIPs = map[netip.Addr]VIP{}
 	m.leaseUntil = map[netip.Addr]time.Time{}
 	m.ann = map[netip.Addr]*annState{}
+	m.fenceOnly = map[netip.Addr]bool{}
 	m.desired = Desired{}
 	if snap, err = m.dump(); err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
 	p.gcAddrsRoutes(newIndex(snap), snap)
 	removeStaleSockets()
-	return p.res.Err()
+	err = p.res.Err()
+	if m.cfg.Fence != nil {
+		// After the addresses, and only once they are gone: a leased VIP
+		// that could not be removed stays fenced (and silent).
+		if err != nil {
+			m.refreshFenceOnly(snap, p.removedA)
+			m.syncFence(nil)
+		} else if ferr := m.cfg.Fence.Remove(); ferr != nil {
+			err = fmt.Errorf("cleanup: remove l2 fence: %w", ferr)
+		}
+	}
+	return err
 }
 
 // wgDevice and wgConfigure bound a wgctrl call: a userspace device whose

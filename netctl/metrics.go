@@ -20,7 +20,9 @@ type metrics struct {
 	// sent because the VIP's lease had run out.
 	vipRenewals     prometheus.Counter
 	announceSkipped prometheus.Counter
-	peers           *prometheus.GaugeVec
+	// fenceErrors counts failed Fence.Set calls (the fence failed open).
+	fenceErrors prometheus.Counter
+	peers       *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -49,12 +51,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "vip_lease_renewals_total", Help: "RenewVIPs calls (kernel lease renewals of HA VIPs)."}),
 		announceSkipped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "vip_announcements_skipped_total", Help: "Announcement rounds not sent because the VIP's lease had run out."}),
+		fenceErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "l2_fence_errors_total", Help: "L2 fence updates that failed (the kernel answers for the VIPs concerned)."}),
 		peers: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "peers", Help: "WireGuard peers by health, as of the last Status call."}, []string{"health"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.reconciles, m.duration, m.failedObjects, m.changes,
-			m.dumpRetries, m.vipMounts, m.vipUnmounts, m.announces, m.announceErrors, m.vipRenewals, m.announceSkipped, m.peers} {
+			m.dumpRetries, m.vipMounts, m.vipUnmounts, m.announces, m.announceErrors, m.vipRenewals, m.announceSkipped, m.fenceErrors, m.peers} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -134,6 +134,36 @@ type Announcer interface {
 	Close() error
 }
 
+// Claim is one HA VIP the Fence covers.
+type Claim struct {
+	Addr netip.Addr
+	// Link is where this process answers ARP who-has (IPv4) or neighbour
+	// solicitations (IPv6) for Addr. A zero Link (Index 0) fences Addr
+	// without answering: nobody on this host answers for it (an address
+	// being unmounted, or one an earlier process left behind).
+	Link Link
+	// Until ends the answering (by the real clock): the holder's lease.
+	// Zero answers until the claim is withdrawn.
+	Until time.Time
+}
+
+// Fence makes L2 answers for HA VIPs depend on the holder process: the
+// kernel's own ARP replies and neighbour advertisements for a claimed
+// address are dropped, and the process answers instead, so a killed or
+// frozen holder goes silent at once while its kernel still has the address.
+type Fence interface {
+	// Set makes claims the complete fenced state: every claimed address
+	// is fenced, claims with a Link are answered on it until their Until,
+	// and addresses not listed are released. Idempotent. An address whose
+	// answering could not be set up is left unfenced (the kernel answers:
+	// fail open) and reported in the error.
+	Set(claims []Claim) error
+	// Remove releases every claim and deletes the kernel objects (cleanup).
+	Remove() error
+	// Close stops answering and releases sockets; the kernel objects stay.
+	Close() error
+}
+
 // Clock is the time source (real or fake).
 type Clock interface {
 	Now() time.Time

@@ -54,6 +54,16 @@ func (m *Manager) MountVIP(ctx context.Context, v VIP) error {
 	} else {
 		lease = 0
 	}
+	if l, ok := ix.byName[v.Interface]; ok && m.cfg.Fence != nil {
+		// Claimed before the address goes up: the kernel never answers
+		// for it, this process does from the start.
+		c := Claim{Addr: v.Addr.Addr(), Link: l}
+		if lease > 0 {
+			c.Until = m.leaseUntil[v.Addr.Addr()]
+		}
+		m.syncFence(&c)
+		defer m.syncFence(nil) // held, or released again if the mount failed
+	}
 	// A copy that exists (adopted after a restart) gets the lease too.
 	if err := p.vip(ix, v, lease, lease > 0); err != nil {
 		return objErr("vip", v.Name, err)
@@ -74,20 +84,28 @@ func (m *Manager) MountVIP(ctx context.Context, v VIP) error {
 
 // UnmountVIP removes the marked address addr from every link and stops its
 // announcements. Removing an address that is not mounted is success; an
-// unmarked address is left alone and reported (ErrAddressInUse).
+// unmarked address is left alone and reported (ErrAddressInUse). With a
+// Fence, this process stops answering for addr before the address goes,
+// and the kernel stays fenced until it is gone.
 func (m *Manager) UnmountVIP(ctx context.Context, addr netip.Prefix) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.haVIPs, addr.Addr())
-	delete(m.leaseUntil, addr.Addr())
-	delete(m.ann, addr.Addr())
+	ip := addr.Addr()
+	if _, held := m.haVIPs[ip]; held && m.cfg.Fence != nil {
+		m.fenceOnly[ip] = true
+	}
+	delete(m.haVIPs, ip)
+	delete(m.leaseUntil, ip)
+	delete(m.ann, ip)
+	m.syncFence(nil) // silent from here on
 	snap, err := m.dump()
 	if err != nil {
 		return fmt.Errorf("unmount vip %s: %w", addr, err)
 	}
 	var errs []error
+	gone := true
 	for _, a := range snap.Addrs {
-		if a.Prefix.Addr() != addr.Addr() {
+		if a.Prefix.Addr() != ip {
 			continue
 		}
 		if !a.Marked() {
@@ -95,8 +113,15 @@ func (m *Manager) UnmountVIP(ctx context.Context, addr netip.Prefix) error {
 			continue
 		}
 		if err := m.cfg.Netlink.Addr(false, a); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			gone = false
 			errs = append(errs, fmt.Errorf("unmount vip %s: %w", addr, err))
 		}
+	}
+	if gone && m.fenceOnly[ip] {
+		// Released only once our copy is gone; one that could not be
+		// removed stays fenced until a pass sees it gone.
+		delete(m.fenceOnly, ip)
+		m.syncFence(nil)
 	}
 	m.m.vipUnmounts.Inc()
 	return errors.Join(errs...)
@@ -148,6 +173,7 @@ func (m *Manager) RenewVIPs(ctx context.Context) error {
 			}
 		}
 	}
+	m.syncFence(nil) // answering goes on until the new lease ends
 	m.m.vipRenewals.Inc()
 	return errors.Join(errs...)
 }

@@ -43,6 +43,10 @@ type Host struct {
 	started chan string
 	hang    map[string]chan struct{}
 	watch   []chan struct{}
+	// fence state (fence.go) and the event journal.
+	claims    map[netip.Addr]netctl.Claim
+	journalOn bool
+	journal   []string
 }
 
 // notify signals watchers (called with h.mu held, like a kernel
@@ -68,6 +72,7 @@ func (h *Host) RemoveAddr(link string, p netip.Prefix) {
 	for i, a := range h.addrs {
 		if a.LinkIndex == l.Index && a.Prefix == p {
 			h.addrs = append(h.addrs[:i], h.addrs[i+1:]...)
+			h.logf("addr-gone %s on %s", p, link)
 			h.notify()
 			return
 		}
@@ -476,6 +481,7 @@ func (f *fakeNetlink) Addr(add bool, a netctl.Addr) error {
 				return unix.EEXIST
 			}
 			h.addrs = append(h.addrs[:i], h.addrs[i+1:]...)
+			h.logf("addr-del %s on %s", a.Prefix, l.Name)
 			h.notify()
 			return nil
 		}
@@ -484,6 +490,7 @@ func (f *fakeNetlink) Addr(add bool, a netctl.Addr) error {
 		return fmt.Errorf("delete address: %w", fs.ErrNotExist)
 	}
 	h.addrs = append(h.addrs, a)
+	h.logf("addr-add %s on %s", a.Prefix, l.Name)
 	h.notify()
 	return nil
 }
@@ -703,6 +710,7 @@ func (f *fakeAnnouncer) Announce(l netctl.Link, a netip.Addr) error {
 		}
 	}
 	h.announc = append(h.announc, Announcement{Link: l.Name, Addr: a})
+	h.logf("announce %s on %s", a, l.Name)
 	return nil
 }
 
