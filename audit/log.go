@@ -367,11 +367,33 @@ func (l *Log) newSegment() error {
 // If ctx ends first, Append returns an ErrUnavailable error, but the record
 // may still become durable: treat it as not acknowledged.
 func (l *Log) Append(ctx context.Context, r Record) (uint64, error) {
+	t := l.Start(ctx, r)
+	return t.Wait(ctx)
+}
+
+// Ticket is an append in flight: Start queued its record, Wait learns
+// whether it became durable. Wait must be called exactly once.
+type Ticket struct {
+	l   *Log
+	p   *pending // nil once answered (or when Start failed)
+	seq uint64
+	err error
+}
+
+// Start queues r for the next group commit and returns at once, so the
+// caller can do other work (forward a call) while the record is written;
+// the record is acknowledged only by the Ticket's Wait. Errors that Append
+// would return before queueing (a bad record, a full queue, a closed or
+// corrupt log) are returned by Wait.
+func (l *Log) Start(ctx context.Context, r Record) Ticket {
+	t := Ticket{l: l}
 	if r.Action == "" {
-		return 0, fmt.Errorf("%w: record without action", ErrBadRequest)
+		t.err = fmt.Errorf("%w: record without action", ErrBadRequest)
+		return t
 	}
 	if r.Decision != "" && r.Decision != DecisionAllow && r.Decision != DecisionDeny {
-		return 0, fmt.Errorf("%w: decision %q is neither allow nor deny", ErrBadRequest, r.Decision)
+		t.err = fmt.Errorf("%w: decision %q is neither allow nor deny", ErrBadRequest, r.Decision)
+		return t
 	}
 	r.NodeID = l.cfg.NodeID
 	r.normalize()
@@ -381,21 +403,39 @@ func (l *Log) Append(ctx context.Context, r Record) (uint64, error) {
 		pendingPool.Put(p)
 		if l.cfg.Policy == PolicyDrop && errors.Is(err, ErrUnavailable) && !errors.Is(err, ErrClosed) {
 			l.countDrop(1)
-			return 0, ErrDropped
+			t.err = ErrDropped
+			return t
 		}
 		l.m.errors.WithLabelValues(errLabel(err)).Inc()
-		return 0, err
+		t.err = err
+		return t
+	}
+	t.p = p
+	return t
+}
+
+// Wait returns the record's sequence number once it is durable, or the
+// error that stopped it. If ctx ends first, Wait returns an ErrUnavailable
+// error, but the record may still become durable: treat it as not
+// acknowledged.
+func (t *Ticket) Wait(ctx context.Context) (uint64, error) {
+	if t.p == nil {
+		return t.seq, t.err
 	}
 	select {
-	case res := <-p.done:
-		pendingPool.Put(p)
+	case res := <-t.p.done:
+		pendingPool.Put(t.p)
+		t.p = nil
 		if res.err != nil {
-			l.m.errors.WithLabelValues(errLabel(res.err)).Inc()
+			t.l.m.errors.WithLabelValues(errLabel(res.err)).Inc()
 		}
+		t.seq, t.err = res.seq, res.err
 		return res.seq, res.err
 	case <-ctx.Done():
 		// The writer still owns p; it is not returned to the pool.
-		return 0, fmt.Errorf("%w: waiting for durability: %w", ErrUnavailable, ctx.Err())
+		t.p = nil
+		t.err = fmt.Errorf("%w: waiting for durability: %w", ErrUnavailable, ctx.Err())
+		return 0, t.err
 	}
 }
 

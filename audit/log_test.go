@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -99,5 +100,52 @@ func TestAppendReopenVerify(t *testing.T) {
 	}
 	if p.Records[0].Time.After(time.Now()) {
 		t.Fatal("time in the future")
+	}
+}
+
+// TestStartWait: records started together and waited for later are all
+// durable, in the order Start queued them, and errors that Append reports
+// before queueing come back from Wait.
+func TestStartWait(t *testing.T) {
+	l := openTest(t, t.TempDir(), nil)
+	ctx := context.Background()
+	var ts []Ticket
+	for i := range 20 {
+		ts = append(ts, l.Start(ctx, rec("peer-s", i)))
+	}
+	var got []uint64
+	for i := range ts {
+		seq, err := ts[i].Wait(ctx)
+		if err != nil {
+			t.Fatalf("Wait %d: %v", i, err)
+		}
+		got = append(got, seq)
+	}
+	want := make([]uint64, 20)
+	for i := range want {
+		want[i] = got[0] + uint64(i)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("sequence numbers (-want +got):\n%s", diff)
+	}
+	page, err := l.Query(Query{Peer: "peer-s", Order: OldestFirst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Records) != 20 || page.Records[19].CorrelationID != "c-19" {
+		t.Fatalf("query after Wait: %d records", len(page.Records))
+	}
+	if res, err := l.Verify(); err != nil || !res.OK || res.LastSeq != got[19] {
+		t.Fatalf("verify: %+v %v", res, err)
+	}
+
+	bad := l.Start(ctx, Record{FederationPeerID: "p"})
+	if _, err := bad.Wait(ctx); !errors.Is(err, ErrBadRequest) {
+		t.Errorf("record without action: Wait = %v, want ErrBadRequest", err)
+	}
+	l.Close()
+	closed := l.Start(ctx, rec("peer-s", 99))
+	if _, err := closed.Wait(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("after Close: Wait = %v, want ErrClosed", err)
 	}
 }

@@ -296,3 +296,38 @@ func TestAuditDownSafeMethod(t *testing.T) {
 		t.Errorf("A's log down: %d %s", code, body)
 	}
 }
+
+// TestAuditStarterPath: with the audit log itself as Auditor (it queues a
+// record and is waited on later, no goroutine per call) a safe call's
+// record is durable on both sites before the response is released, and a
+// closed log on either site withholds the response.
+func TestAuditStarterPath(t *testing.T) {
+	pr := newPairWith(t, func(pr *pair, c *proxy.Config) { c.Auditor = pr.a.audit.log },
+		func(pr *pair, c *proxy.Config) { c.Auditor = pr.b.audit.log })
+	a, b := pr.a, pr.b
+	if _, ok := a.cfg.Auditor.(proxy.AuditStarter); !ok {
+		t.Fatal("A's auditor is not the raw audit log")
+	}
+	code, _, body := do(t, pr.client, pr.req(t, http.MethodGet, "/api/status/starter", nil))
+	if code != 200 {
+		t.Fatalf("GET: %d %s", code, body)
+	}
+	for _, s := range []*site{a, b} {
+		page, err := s.audit.log.Query(audit.Query{Action: string(audit.ActionProxyRequest)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, r := range page.Records {
+			found = found || strings.HasPrefix(r.Path, "/api/status/starter")
+		}
+		if !found {
+			t.Errorf("%s: no durable record of the call (%d records)", s.name, len(page.Records))
+		}
+	}
+	b.audit.log.Close()
+	code, _, body = do(t, pr.client, pr.req(t, http.MethodGet, "/api/status/secret-data", nil))
+	if code != 503 || strings.Contains(body, "secret-data") {
+		t.Errorf("B's log closed: %d %s", code, body)
+	}
+}

@@ -32,6 +32,14 @@ type Auditor interface {
 	Append(ctx context.Context, r audit.Record) (uint64, error)
 }
 
+// AuditStarter is an Auditor that can queue a record and be waited on
+// later (audit.Log). The proxy uses it, when the Auditor has it, for calls
+// whose append overlaps the forward; otherwise it runs Append on a
+// goroutine of its own.
+type AuditStarter interface {
+	Start(ctx context.Context, r audit.Record) audit.Ticket
+}
+
 // Verifier proves peer identity from certificate chains. It is what the pki
 // package's per-peer verifier provides.
 type Verifier interface {

@@ -426,20 +426,34 @@ func (p *Proxy) auditAndForward(ctx context.Context, w http.ResponseWriter, r *h
 		}
 		return
 	}
-	done := make(chan auditResult, 1)
-	snapshot := *c.rec
-	go func() {
-		seq, err := p.cfg.Auditor.Append(ctx, snapshot)
-		done <- auditResult{seq, err}
-	}()
 	var got *auditResult
-	wait := func() error {
-		if got == nil {
-			res := <-done
-			got = &res
-			c.seq = res.seq
+	var wait func() error
+	if st, ok := p.cfg.Auditor.(AuditStarter); ok {
+		// Queue the record from this goroutine; no goroutine per call.
+		tk := st.Start(ctx, *c.rec)
+		wait = func() error {
+			if got == nil {
+				seq, err := tk.Wait(ctx)
+				got = &auditResult{seq, err}
+				c.seq = seq
+			}
+			return got.err
 		}
-		return got.err
+	} else {
+		done := make(chan auditResult, 1)
+		snapshot := *c.rec
+		go func() {
+			seq, err := p.cfg.Auditor.Append(ctx, snapshot)
+			done <- auditResult{seq, err}
+		}()
+		wait = func() error {
+			if got == nil {
+				res := <-done
+				got = &res
+				c.seq = res.seq
+			}
+			return got.err
+		}
 	}
 	err := fwd(wait)
 	if aerr := wait(); aerr != nil {
