@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -39,6 +40,66 @@ type upConn struct {
 	bw      *bufio.Writer
 	closeFn func()
 	once    sync.Once
+	idleAt  time.Time // when it was last put back in the pool
+}
+
+// staleAfter is how long a pooled connection may sit idle before get
+// checks, with a non-blocking read, that the server has not closed it
+// (servers close idle keep-alive connections after their own timeout:
+// nginx 75 s, Node 5 s; fedgate's inbound Limits.IdleTimeout).
+const staleAfter = time.Second
+
+// alive reports whether a pooled connection is still open, without
+// blocking: a MSG_PEEK|MSG_DONTWAIT recv on the socket finds nothing
+// (EAGAIN) on an open connection and EOF on one the server closed. Bytes
+// waiting on a plain connection mean the server spoke unasked (dead); on a
+// TLS connection they may be a session ticket or a close_notify, so they
+// are read through TLS with a 2 ms deadline (a timeout leaves neither the
+// tls.Conn nor the bufio.Reader broken).
+func (uc *upConn) alive() bool {
+	if uc.br.Buffered() > 0 {
+		return false
+	}
+	raw, isTLS := uc.c, false
+unwrap:
+	for {
+		switch x := raw.(type) {
+		case *tls.Conn:
+			raw, isTLS = x.NetConn(), true
+		case *countConn:
+			raw = x.Conn
+		default:
+			break unwrap
+		}
+	}
+	sc, ok := raw.(syscall.Conn)
+	if !ok {
+		return true // cannot tell; a failed reuse of a safe call is retried
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	var n int
+	var rerr error
+	var b [1]byte
+	if err := rc.Read(func(fd uintptr) bool {
+		n, _, rerr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return true // never wait for readiness
+	}); err != nil {
+		return false
+	}
+	switch {
+	case errors.Is(rerr, syscall.EAGAIN):
+		return true
+	case rerr != nil || n == 0 || !isTLS:
+		return false
+	}
+	uc.c.SetReadDeadline(time.Now().Add(2 * time.Millisecond))
+	_, err = uc.br.Peek(1)
+	uc.c.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // close closes the connection and frees its slot (once).
@@ -56,10 +117,19 @@ func newUpstream(dial func(ctx context.Context) (net.Conn, error), l Limits) *up
 		slots: make(chan struct{}, l.MaxConnsPerHost)}
 }
 
-func (u *upstream) get(ctx context.Context) (*upConn, bool, error) {
+// get returns a pooled connection (reused = true) or a new one; fresh
+// skips the pool.
+func (u *upstream) get(ctx context.Context, fresh bool) (*upConn, bool, error) {
 	for {
-		if uc := u.popIdle(); uc != nil {
-			return uc, true, nil
+		for !fresh {
+			uc := u.popIdle()
+			if uc == nil {
+				break
+			}
+			if time.Since(uc.idleAt) < staleAfter || uc.alive() {
+				return uc, true, nil
+			}
+			uc.close()
 		}
 		select {
 		case u.slots <- struct{}{}:
@@ -92,6 +162,7 @@ func (u *upstream) popIdle() *upConn {
 }
 
 func (u *upstream) put(uc *upConn) {
+	uc.idleAt = time.Now()
 	u.mu.Lock()
 	if len(u.idle) < u.maxIdle {
 		u.idle = append(u.idle, uc)
@@ -156,7 +227,7 @@ func httpHeaderHasToken(h http.Header, key, token string) bool {
 // started, a failure aborts the client's stream (http.ErrAbortHandler).
 func (u *upstream) forwardGated(ctx context.Context, w http.ResponseWriter, r *http.Request, host, uri string, gate func() error) error {
 	for attempt := 0; ; attempt++ {
-		uc, reused, err := u.get(ctx)
+		uc, reused, err := u.get(ctx, attempt > 0)
 		if err != nil {
 			return err
 		}
@@ -165,7 +236,8 @@ func (u *upstream) forwardGated(ctx context.Context, w http.ResponseWriter, r *h
 			uc.close()
 			// A pooled connection the server closed while idle fails
 			// before any response byte; retry a bodyless safe request once
-			// on a fresh connection.
+			// on a new connection (not another pooled one: when a server
+			// drops idle connections it usually drops them all).
 			if reused && attempt == 0 && errors.Is(err, errNoResponse) && r.ContentLength == 0 && safeMethod(r.Method) && ctx.Err() == nil {
 				continue
 			}
