@@ -18,7 +18,10 @@
 //
 // Everything netctl creates is marked — links by the "fg-" name prefix (and
 // a WireGuard kind), addresses by ifa_proto AddrProtocol, routes by
-// rtm_protocol RouteProtocol — and only marked objects are ever removed.
+// rtm_protocol RouteProtocol, the L2 fence's nftables tables by their name
+// FenceTable — and only marked objects are ever removed. With a Fence
+// (NewFence), only the holder process answers ARP/NS for the VIPs it
+// mounted through MountVIP: a killed or frozen holder is silent at once.
 // Userspace WireGuard runs in a separate process (package wgdevice) so the
 // data plane survives an agent restart. See DESIGN.md for the invariants.
 package netctl

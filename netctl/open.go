@@ -34,7 +34,8 @@ type HostConfig struct {
 }
 
 // Open loads (or creates) the node key and builds a Manager on rtnetlink,
-// wgctrl, the device-process launcher and the packet announcer. Close
+// wgctrl, the device-process launcher, the packet announcer and the L2
+// fence. Close
 // releases all of them; it never touches the kernel state.
 func Open(hc HostConfig) (*Manager, error) {
 	if hc.KeyFile == "" {
@@ -63,6 +64,7 @@ func Open(hc HostConfig) (*Manager, error) {
 	cfg := hc.Tuning
 	cfg.WG, cfg.Netlink, cfg.Launcher = wg, nl, l
 	cfg.Announcer = NewAnnouncer(hc.Netns)
+	cfg.Fence = NewFenceConfig(FenceConfig{Netns: hc.Netns, Logger: hc.Logger})
 	cfg.PrivateKey, cfg.Logger, cfg.Registerer = key, hc.Logger, hc.Registerer
 	if hc.Backend != "" {
 		cfg.Backend = hc.Backend
