@@ -51,6 +51,7 @@ func newNetManager(cfg Config, keyFile string, a *Agent) (*netctl.Manager, error
 		return nil, err
 	}
 	nc := netctl.Config{WG: wg, Netlink: nl, Launcher: launcher, Announcer: netctl.NewAnnouncer(""),
+		Fence:  netctl.NewFenceConfig(netctl.FenceConfig{Logger: a.log.With("component", "l2fence")}),
 		Logger: a.log.With("component", "netctl"), PrivateKey: key, Backend: cfg.Net.Backend}
 	if a.reg != nil {
 		nc.Registerer = a.reg
