@@ -405,16 +405,35 @@ func (f *L2Fence) Remove() error {
 	f.stopResponders()
 	f.applied = nil
 	return f.withConn(func(c *nftables.Conn) error {
+		var errs []error
 		for _, fam := range []nftables.TableFamily{nftables.TableFamilyARP, nftables.TableFamilyIPv6} {
-			t := &nftables.Table{Name: FenceTable, Family: fam}
-			c.AddTable(t) // so that the delete cannot fail on a missing table
-			c.DelTable(t)
+			ts, err := c.ListTablesOfFamily(fam)
+			if err != nil {
+				if nftUnsupported(err) {
+					continue // no nf_tables here: nothing of ours either
+				}
+				errs = append(errs, fmt.Errorf("l2 fence: list %s tables: %w", familyName(fam), mapErr(err)))
+				continue
+			}
+			for _, t := range ts {
+				if t.Name != FenceTable {
+					continue
+				}
+				c.DelTable(t)
+				if err := c.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
+					errs = append(errs, fmt.Errorf("l2 fence: remove %s table: %w", familyName(fam), mapErr(err)))
+				}
+			}
 		}
-		if err := c.Flush(); err != nil {
-			return fmt.Errorf("l2 fence: remove tables: %w", mapErr(err))
-		}
-		return nil
+		return errors.Join(errs...)
 	})
+}
+
+// nftUnsupported reports an error that means the kernel has no nf_tables
+// (or not for this family).
+func nftUnsupported(err error) bool {
+	return errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.EAFNOSUPPORT) ||
+		errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOENT)
 }
 
 func (f *L2Fence) stopResponders() {

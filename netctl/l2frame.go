@@ -31,11 +31,8 @@ const (
 	naLen         = 24 + 8 // header + target + target link-layer option
 )
 
-var (
-	ethBroadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
-	// ethAllNodes is the Ethernet group of ff02::1 (RFC 2464).
-	ethAllNodes = net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}
-)
+// ethAllNodes is the Ethernet group of ff02::1 (RFC 2464).
+var ethAllNodes = net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}
 
 // arpRequest is the part of an ARP request (Ethernet, IPv4) a responder
 // looks at.
