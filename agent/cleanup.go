@@ -32,6 +32,6 @@ func Cleanup(ctx context.Context, cfg Config, out io.Writer) error {
 	if err := m.Cleanup(ctx); err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
-	fmt.Fprintln(out, "removed every interface, address and route fedgate created")
+	fmt.Fprintln(out, "removed every interface, address, route and nftables fence table fedgate created")
 	return nil
 }

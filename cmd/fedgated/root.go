@@ -28,7 +28,7 @@ func newRootCmd() *cobra.Command {
 		Long: "fedgated runs one node of a fedgate site.\n\n" +
 			"  fedgated --dev [--data-dir DIR]   single-node site on the embedded default\n" +
 			"  fedgated --config FILE            production, from a YAML config\n" +
-			"  fedgated --cleanup --config FILE  remove every interface, address and route fedgate created",
+			"  fedgated --cleanup --config FILE  remove every interface, address, route and nftables fence table fedgate created",
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
