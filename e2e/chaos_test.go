@@ -99,6 +99,7 @@ func TestPrivilegedChaos(t *testing.T) {
 	}
 	table := failoverTable(results, runs)
 	t.Log("\n" + table)
+	t.Logf("proxy probe TLS handshakes: %d, of which resumed %d", c.fed.client.handshakes.Load(), c.fed.client.resumed.Load())
 	if p := os.Getenv("FEDGATE_CHAOS_TABLE"); p != "" {
 		if err := os.WriteFile(p, []byte(table), 0o644); err != nil {
 			t.Error(err)
