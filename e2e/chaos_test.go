@@ -39,7 +39,8 @@ type faultResult struct {
 }
 
 // TestPrivilegedChaos runs a three-node site in network namespaces and
-// injects faults while a client probes the VIP. FEDGATE_CHAOS_RUNS repeats
+// injects faults while a client probes the VIP, by TCP connect and by an
+// mTLS request through fedgate's proxy as a federated second site. FEDGATE_CHAOS_RUNS repeats
 // the fault sequence (default 1); FEDGATE_CHAOS_TABLE names a file for the
 // failover table (scripts/failover-bench.sh sets both).
 func TestPrivilegedChaos(t *testing.T) {
@@ -269,9 +270,9 @@ func (c *chaosNet) window(name string, from, to time.Time) faultResult {
 
 // failover is a fault's move as each probe saw it.
 type failover struct {
-	tcp, proxy     time.Duration // fault to the first answer from another node
-	to, proxyTo    string        // that node ("" when none answered)
-	start, proxyAt time.Time     // the fault; the proxy's first answer from to
+	tcp, proxy  time.Duration // fault to the first answer from another node
+	to, proxyTo string        // that node ("" when none answered)
+	start       time.Time     // the fault
 }
 
 // waitFailover waits up to 10 s for an answer from a node other than old,
@@ -633,7 +634,7 @@ func failoverTable(rs []faultResult, runs int) string {
 			med(a.pfo), maxd(a.pfo), maxd(a.pout), dual(a.dualProxy, a.proxy), a.dualARP, ms(a.dualKern))
 	}
 	b.WriteString("fo = fault to the first answer from another node (median, max over runs); out = longest stretch without an answer;\n" +
-		"tcp: plain TCP connect to a responder on the VIP; proxy: HTTPS request with the federated peer's certificate through\n" +
+		"TCP connect: to a responder on the VIP; request through the proxy: HTTPS with the federated peer's certificate through\n" +
 		"fedgate's inbound proxy on the VIP to the node's backend; dualTCP/dualPrx = answers switching back to a node the VIP\n" +
 		"had left (must be 0); dualARP = ARP who-has rounds answered by two MACs (summed); dualKern = time two node kernels\n" +
 		"had the VIP on eth0 at once (summed)\n")
