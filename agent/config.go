@@ -58,6 +58,8 @@ type Config struct {
 // the listener.
 type ProxyConfig struct {
 	// Inbound is the peer-facing mTLS listener (e.g. the site VIP :8443).
+	// It binds with IP_FREEBIND: every node of an HA site listens on the
+	// VIP from start-up, and only the VIP holder receives connections.
 	Inbound string `yaml:"inbound"`
 	// Outbound is the loopback listener platform services send peer calls to.
 	Outbound string `yaml:"outbound"`

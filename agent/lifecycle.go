@@ -27,9 +27,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/powernode/fedgate/internal/freebind"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -170,7 +170,7 @@ func (lc *lifecycle) serveBootstrap() error {
 	a := lc.a
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS13,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return a.ident.Load().Certificate(), nil }}
-	ln, err := net.Listen("tcp", lc.cfg.BootstrapListen)
+	ln, err := freebind.Listen(context.Background(), "tcp", lc.cfg.BootstrapListen)
 	if err != nil {
 		return fmt.Errorf("lifecycle bootstrap listener: %w", err)
 	}
@@ -197,7 +197,7 @@ func (lc *lifecycle) serveControl() error {
 		GetCertificate:         func(h *tls.ClientHelloInfo) (*tls.Certificate, error) { return a.fed.ServerCertificate(h) },
 		SessionTicketsDisabled: true,
 	}
-	ln, err := net.Listen("tcp", lc.cfg.Listen)
+	ln, err := freebind.Listen(context.Background(), "tcp", lc.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("lifecycle listener: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/powernode/fedgate/audit"
 	"github.com/powernode/fedgate/proxy"
+	"github.com/powernode/fedgate/proxy/proxytest"
 )
 
 // TestEndToEnd: a platform service on site A calls B's backend through
@@ -233,5 +234,21 @@ func TestPooledConnectionsClosedWhileIdle(t *testing.T) {
 	burst("after the servers closed the idle connections")
 	if hits.Load() != 16 {
 		t.Errorf("backend saw %d calls, want 16", hits.Load())
+	}
+}
+
+// TestInboundOnAddressNotHeld: the inbound address is usually the site VIP,
+// which only the leader holds, so the proxy starts (and is ready) on an
+// address no interface has yet — 192.0.2.77, TEST-NET-1.
+func TestInboundOnAddressNotHeld(t *testing.T) {
+	if ln, err := net.Listen("tcp", "192.0.2.77:0"); err == nil {
+		ln.Close()
+		t.Skip("192.0.2.77 is assigned on this host")
+	}
+	s := newSite(t, "vip-site")
+	s.certs.SetServer(proxytest.IssueFederation(t, s.ca, newID(t), 0))
+	s.start(t, func(c *proxy.Config) { c.InboundAddr = "192.0.2.77:0" })
+	if got := s.p.InboundAddr().String(); !strings.HasPrefix(got, "192.0.2.77:") {
+		t.Errorf("inbound listens on %s", got)
 	}
 }

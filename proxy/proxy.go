@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/powernode/fedgate/internal/freebind"
 	"log/slog"
 	"net"
 	"net/http"
@@ -154,11 +155,13 @@ func (p *Proxy) Start(ctx context.Context) error {
 	}
 	p.started = true
 	p.mu.Unlock()
-	var lc net.ListenConfig
+	// Free binding: the inbound address is usually the site VIP, which
+	// only the leader holds; every node listens on it from the start.
+	lc := freebind.ListenConfig()
 	listen := func(network, addr string) (net.Listener, error) {
 		ln, err := lc.Listen(ctx, network, addr)
 		if err != nil {
-			return nil, fmt.Errorf("proxy: listen %s %s: %w", network, addr, err)
+			return nil, fmt.Errorf("proxy: %w", err) // names network and address
 		}
 		p.mu.Lock()
 		p.listeners = append(p.listeners, ln)
