@@ -58,9 +58,11 @@ const (
 )
 
 // chaosSiteYAML is the proxy and lifecycle part of every chaos node's
-// config. The listeners bind 0.0.0.0: the VIP is on one node at a time and
-// the inbound listener binds with a plain listen(2) (no IP_FREEBIND), so a
-// VIP address would not bind on the other two; peers are told the VIP.
+// config. The lifecycle listeners bind the VIP itself, as an operator would
+// configure them: every node listens on it from start-up (IP_FREEBIND)
+// although only the holder has the address. The proxy inbound binds
+// 0.0.0.0 so settle can also ask each node's proxy on the node's own
+// address; peers are told the VIP.
 func chaosSiteYAML() string {
 	return fmt.Sprintf(`proxy:
   inbound: 0.0.0.0:%d
@@ -71,9 +73,9 @@ func chaosSiteYAML() string {
       backend: http://127.0.0.1:%d
       resource_kind: workspace
 lifecycle:
-  bootstrap_listen: 0.0.0.0:7443
+  bootstrap_listen: %s:7443
   bootstrap_advertise: %s:7443
-  listen: 0.0.0.0:7444
+  listen: %s:7444
   advertise: %s:7444
   operator_contact: ops@chaos-site.example
   jurisdiction: EU
@@ -87,7 +89,7 @@ lifecycle:
     - url: https://%s:%d
       scope: lan
       priority: 1
-`, chaosProxyPort, chaosBackendPort, chaosVIP, chaosVIP, chaosVIP, chaosProxyPort)
+`, chaosProxyPort, chaosBackendPort, chaosVIP, chaosVIP, chaosVIP, chaosVIP, chaosVIP, chaosProxyPort)
 }
 
 // startBackend serves HTTP on 127.0.0.1:18080 in ns (in the test process,

@@ -87,6 +87,12 @@ func TestPrivilegedChaos(t *testing.T) {
 				if res.dualProxy != 0 {
 					t.Errorf("%s: %d answers through the proxy switched back to a node the VIP had left", res.fault, res.dualProxy)
 				}
+				// The L2 fence: a dead or frozen holder's kernel may still
+				// have the address until its lease ends, but only the holder
+				// process answers ARP for it.
+				if res.dualARP != 0 {
+					t.Errorf("%s: %d ARP rounds answered by two nodes", res.fault, res.dualARP)
+				}
 			}
 			results = append(results, rs...)
 			if t.Failed() {
@@ -626,7 +632,7 @@ func failoverTable(rs []faultResult, runs int) string {
 		chaosVIPCIDR, runs, tcpProbeEvery, proxyProbeEvery, proxyProbeTimeout, arpProbeEvery, kernProbeEvery, chaosHold)
 	fmt.Fprintf(&b, "%39s|%-41s|%-34s|%s\n", "", " TCP connect", " request through the proxy", " L2")
 	fmt.Fprintf(&b, "%-28s %3s %5s | %7s %7s %7s %7s %7s | %7s %7s %7s %8s | %7s %8s\n", "fault", "n", "moved",
-		"fo-med", "fo-max", "out-med", "out-max", "dualTCP", "fo-med", "fo-max", "out-max", "dualPrx", "dualARP", "dualKern")
+		"fo-med", "fo-max", "out-med", "out-max", "dualTCP", "fo-med", "fo-max", "out-max", "dualPrx", "dualARP", "fenced")
 	for _, k := range order {
 		a := by[k]
 		fmt.Fprintf(&b, "%-28s %3d %5d | %7s %7s %7s %7s %7d | %7s %7s %7s %8s | %7d %8s\n", k, a.n, a.moved,
@@ -636,7 +642,8 @@ func failoverTable(rs []faultResult, runs int) string {
 	b.WriteString("fo = fault to the first answer from another node (median, max over runs); out = longest stretch without an answer;\n" +
 		"TCP connect: to a responder on the VIP; request through the proxy: HTTPS with the federated peer's certificate through\n" +
 		"fedgate's inbound proxy on the VIP to the node's backend; dualTCP/dualPrx = answers switching back to a node the VIP\n" +
-		"had left (must be 0); dualARP = ARP who-has rounds answered by two MACs (summed); dualKern = time two node kernels\n" +
-		"had the VIP on eth0 at once (summed)\n")
+		"had left (must be 0); dualARP = ARP who-has rounds answered by two MACs (summed, must be 0); fenced = time an\n" +
+		"old holder's kernel still had the VIP on eth0 beside the new holder's (summed): its kernel lease had not run out, but\n" +
+		"the L2 fence kept it from answering ARP or NS for it\n")
 	return b.String()
 }
