@@ -24,7 +24,8 @@ test-unit: ## unit tests with the race detector (privileged tests excluded)
 	@set -o pipefail; out=$$(mktemp); \
 	$(GO) test -race -count=1 -timeout 20m -skip '$(PRIV_RUN)' -v $(PKGS) > $$out 2>&1; rc=$$?; \
 	grep -E '^(ok|FAIL|---|panic:)|^\s+--- FAIL' $$out | grep -v -- '--- PASS\|--- SKIP'; \
-	if [ $$rc -ne 0 ]; then grep -vE '^(=== (RUN|PAUSE|CONT|NAME)|\s*--- PASS|PASS$$|ok )' $$out | tail -150; fi; \
+	if [ $$rc -ne 0 ]; then grep -vE '^(=== (RUN|PAUSE|CONT|NAME)|\s*--- PASS|PASS$$|ok )' $$out | tail -150; \
+	  echo "--- test messages (log lines left out):"; grep -E '^\s+[A-Za-z0-9_]+_test\.go:[0-9]+: |^\s*--- FAIL|^panic:' $$out | grep -v 'level=' | tail -80; fi; \
 	echo "unit tests: $$(grep -cE -- '^--- PASS' $$out) passed, $$(grep -cE -- '^--- FAIL' $$out) failed"; \
 	rm -f $$out; exit $$rc
 
@@ -33,7 +34,9 @@ test-privileged: build ## privileged tests in network namespaces (root); a skip 
 	$(GO) test -race -count=1 -timeout 20m -p 1 -run '$(PRIV_RUN)' -v $(PKGS) 2>&1 | tee $$out | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)' ; rc=$${PIPESTATUS[0]}; \
 	skipped=$$(grep -cE -- '--- SKIP: TestPrivileged' $$out || true); \
 	echo "privileged tests: $$(grep -cE -- '--- PASS: TestPrivileged' $$out) passed, $$(grep -cE -- '--- FAIL: TestPrivileged' $$out) failed, $$skipped skipped"; \
-	if [ $$rc -ne 0 ]; then grep -vE '^(=== RUN|--- PASS|PASS|ok)' $$out | tail -80; rm -f $$out; exit $$rc; fi; \
+	if [ $$rc -ne 0 ]; then grep -vE '^(=== RUN|--- PASS|PASS|ok)' $$out | tail -80; \
+	  echo "--- test messages (log lines left out):"; grep -E '^\s+[A-Za-z0-9_]+_test\.go:[0-9]+: |^\s*--- FAIL|^panic:' $$out | grep -v 'level=' | tail -80; \
+	  rm -f $$out; exit $$rc; fi; \
 	if [ -n "$$CI" ] && [ "$$skipped" != 0 ]; then grep -A3 -- '--- SKIP: TestPrivileged' $$out; echo "CI is set: skipped privileged tests are failures"; rm -f $$out; exit 1; fi; \
 	rm -f $$out
 

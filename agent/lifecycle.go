@@ -27,7 +27,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/powernode/fedgate/internal/freebind"
 	"io"
 	"log/slog"
 	"net/http"
@@ -42,6 +41,7 @@ import (
 
 	"github.com/powernode/fedgate/audit"
 	"github.com/powernode/fedgate/federation"
+	"github.com/powernode/fedgate/internal/freebind"
 	"github.com/powernode/fedgate/pki"
 	"github.com/powernode/fedgate/proxy"
 	"github.com/powernode/fedgate/raftstore"

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/powernode/fedgate/internal/testport"
 )
 
 // bins holds the binaries built once for the whole test run.
@@ -59,16 +60,9 @@ func buildBinaries(t *testing.T) {
 	}
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freeAddr returns a loopback address for a fedgated process to bind
+// (outside the ephemeral port range: see internal/testport).
+func freeAddr(t *testing.T) string { return testport.Addr(t) }
 
 // node is one fedgated process with its config and data dir.
 type node struct {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/powernode/fedgate/internal/testport"
 	"github.com/powernode/fedgate/pki"
 	"github.com/powernode/fedgate/pki/pkitest"
 	"github.com/smallstep/certificates/authority/config"
@@ -27,15 +28,8 @@ type stepCA struct {
 	url  string
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
+// freePort is a loopback address outside the ephemeral port range.
+func freePort(t *testing.T) string { return testport.Addr(t) }
 
 // startStepCA creates root and intermediate files (with the embedded CA's
 // key generation), a JWK provisioner "fedgate" whose private key is

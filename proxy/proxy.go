@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/powernode/fedgate/internal/freebind"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/powernode/fedgate/internal/freebind"
 )
 
 // Proxy is one node's inbound and outbound federation proxy.
