@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"github.com/powernode/fedgate/internal/testport"
 	"github.com/powernode/fedgate/netctl"
 	"github.com/powernode/fedgate/netctl/netctltest"
 	"github.com/powernode/fedgate/raftstore"
@@ -276,12 +277,7 @@ func TestServeMetricsConfig(t *testing.T) {
 		t.Fatalf("busy port: %v", err)
 	}
 
-	free, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := free.Addr().String()
-	free.Close()
+	addr := testport.Addr(t)
 	a.cfg.Metrics.Listen = addr
 	if err := a.serveMetrics(); err != nil {
 		t.Fatal(err)
