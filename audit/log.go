@@ -68,6 +68,7 @@ type Log struct {
 	wTime      time.Time
 	syncQ      chan syncJob
 	syncDone   chan struct{}
+	syncBusy   atomic.Int32 // jobs sent to syncLoop and not yet finished
 	syncFailed atomic.Bool
 }
 
@@ -708,7 +709,8 @@ func (l *Log) setState(err error) {
 // are pending) with one pwrite, then hands it to the syncer, which makes it
 // durable and acknowledges it. The writer goes on with the next batch while
 // the syncer's fdatasync runs; every fdatasync covers all batches written
-// before it started.
+// before it started. When the syncer is idle and nothing is queued, the
+// writer syncs and acknowledges the batch itself (see writeBatch).
 func (l *Log) commit(batch []*pending) {
 	err := l.writable()
 	if err == nil && l.activeSize >= l.cfg.SegmentMaxBytes {
@@ -854,8 +856,19 @@ func (l *Log) writeBatch(batch []*pending, dropN uint64) error {
 	}
 	l.activeSize += int64(len(buf))
 	l.wSeq, l.wHash, l.wTime = seq, prev, now
-	l.syncQ <- syncJob{f: l.active, batch: append([]*pending(nil), batch...), first: first, n: len(batch) + extra,
+	job := syncJob{f: l.active, first: first, n: len(batch) + extra,
 		dropN: dropN, seq: seq, hash: string(prev[:]), t: now, end: l.activeSize, bytes: len(buf)}
+	if l.syncBusy.Load() == 0 && len(l.queue) == 0 {
+		// Nothing to write while this batch syncs: sync it here rather
+		// than wake the syncer (a goroutine hand-off per batch fewer).
+		// The syncer is idle, so this fdatasync covers all written data.
+		job.batch = batch
+		l.syncJobs([]syncJob{job})
+	} else {
+		job.batch = append([]*pending(nil), batch...)
+		l.syncBusy.Add(1)
+		l.syncQ <- job
+	}
 	l.maybePrealloc()
 	return nil
 }
@@ -883,11 +896,13 @@ func (l *Log) syncLoop() {
 		for i, j := range jobs {
 			if j.barrier != nil {
 				l.syncJobs(jobs[start:i])
+				l.syncBusy.Add(-int32(i - start))
 				close(j.barrier)
 				start = i + 1
 			}
 		}
 		l.syncJobs(jobs[start:])
+		l.syncBusy.Add(-int32(len(jobs) - start))
 	}
 }
 
