@@ -56,13 +56,13 @@ fg_start() {
 # forward, response released only once durable; other methods strictly
 # before), audit on both sites.
 fg_start b "" -audit="$AUDIT" -inbound 127.0.0.1:18453; FG_B_PID=$LAST_PID
-fg_start a "" -audit="$AUDIT" -inbound 127.0.0.1:18453 -outbound 127.0.0.1:18091
+fg_start a "" -audit="$AUDIT" -inbound 127.0.0.1:18453 -outbound 127.0.0.1:18091; FG_A_PID=$LAST_PID
 # fg-strict: every call audited strictly before it is forwarded (AuditStrictAll).
 fg_start b strict -audit="$AUDIT" -strict -inbound 127.0.0.1:18454
 fg_start a strict -audit="$AUDIT" -strict -inbound 127.0.0.1:18454 -outbound 127.0.0.1:18092
 # fg-noaudit: the same pair without audit, to show what the log costs.
-fg_start b noaudit -audit=false -inbound 127.0.0.1:18455
-fg_start a noaudit -audit=false -inbound 127.0.0.1:18455 -outbound 127.0.0.1:18093
+fg_start b noaudit -audit=false -inbound 127.0.0.1:18455; NA_B_PID=$LAST_PID
+fg_start a noaudit -audit=false -inbound 127.0.0.1:18455 -outbound 127.0.0.1:18093; NA_A_PID=$LAST_PID
 HOST=$(sed -n 's/^host=//p' "$WORK/fg-a.out")
 
 KINDS="direct nginx fedgate fg-strict fg-noaudit"
@@ -116,6 +116,12 @@ N=$("$LG" -url http://127.0.0.1:18081/ -mode rate -rate 1000 -d 10s); echo "  ng
 get() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 awk -v fp50="$(get p50_ms "$F")" -v dp50="$(get p50_ms "$D")" -v fp99="$(get p99_ms "$F")" -v dp99="$(get p99_ms "$D")" \
   'BEGIN {printf "  fedgate minus direct: p50 %+.3f ms, p99 %+.3f ms\n", fp50-dp50, fp99-dp99}'
+echo "== CPU per request of the two proxy processes (wrk -t2 -c32 4s; user+system from /proc)"
+NGINX_WORKERS=$(for f in "$WORK/nginx/inbound.pid" "$WORK/nginx/outbound.pid"; do pgrep -P "$(cat "$f")"; done | tr '\n' ' ')
+# shellcheck disable=SC2086
+echo "  nginx      $("$HERE/cpu-per-req.sh" "${URL[nginx]}" "$HOST" $NGINX_WORKERS)"
+echo "  fedgate    $("$HERE/cpu-per-req.sh" "${URL[fedgate]}" "$HOST" "$FG_A_PID" "$FG_B_PID")"
+echo "  fg-noaudit $("$HERE/cpu-per-req.sh" "${URL[fg-noaudit]}" "$HOST" "$NA_A_PID" "$NA_B_PID")"
 echo "== memory per idle mTLS connection (fedgate inbound process RSS)"
 "$LG" -url https://127.0.0.1:18453/ -cert "$WORK/fg/a.pem" -key "$WORK/fg/a.key" -mode idle -idle 1000 -pid "$FG_B_PID" | sed 's/^/  fedgate /'
 echo "== audit records written (all fedgate processes): $(cat "$WORK"/fg/audit-*/*.jsonl 2>/dev/null | wc -l)"
