@@ -113,9 +113,15 @@ echo "== open loop at 1000 req/s for 10s, two hops (latency from the intended se
 D=$("$LG" -url http://127.0.0.1:18080/ -mode rate -rate 1000 -d 10s); echo "  direct  $D"
 F=$("$LG" -url http://127.0.0.1:18091/ -host "$HOST" -mode rate -rate 1000 -d 10s); echo "  fedgate $F"
 N=$("$LG" -url http://127.0.0.1:18081/ -mode rate -rate 1000 -d 10s); echo "  nginx   $N"
+O=$("$LG" -url http://127.0.0.1:18093/ -host "$HOST" -mode rate -rate 1000 -d 10s); echo "  fg-noaudit $O"
 get() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
-awk -v fp50="$(get p50_ms "$F")" -v dp50="$(get p50_ms "$D")" -v fp99="$(get p99_ms "$F")" -v dp99="$(get p99_ms "$D")" \
-  'BEGIN {printf "  fedgate minus direct: p50 %+.3f ms, p99 %+.3f ms\n", fp50-dp50, fp99-dp99}'
+minus() { # NAME RESULT: its p50/p99 minus direct's
+  awk -v n="$1" -v fp50="$(get p50_ms "$2")" -v dp50="$(get p50_ms "$D")" -v fp99="$(get p99_ms "$2")" -v dp99="$(get p99_ms "$D")" \
+    'BEGIN {printf "  %s minus direct: p50 %+.3f ms, p99 %+.3f ms\n", n, fp50-dp50, fp99-dp99}'
+}
+minus fedgate "$F"
+minus "fg-noaudit (the proxy path without the durable audit)" "$O"
+minus nginx "$N"
 echo "== CPU per request of the two proxy processes (wrk -t2 -c32 4s; user+system from /proc)"
 NGINX_WORKERS=$(for f in "$WORK/nginx/inbound.pid" "$WORK/nginx/outbound.pid"; do pgrep -P "$(cat "$f")"; done | tr '\n' ' ')
 # shellcheck disable=SC2086
