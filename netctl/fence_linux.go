@@ -112,6 +112,7 @@ type l2Link struct {
 	link    Link
 	arp, nd *packet.Conn
 	wg      sync.WaitGroup
+	dead    atomic.Bool // a responder stopped on a read error: reopen
 }
 
 // NewFence returns an L2 fence for the namespace at nsPath ("" = current)
@@ -150,7 +151,7 @@ func (f *L2Fence) Set(claims []Claim) error {
 		}
 	}
 	for i, l := range f.links {
-		if cs, ok := byLink[i]; !ok || cs[0].Link.Name != l.link.Name || cs[0].Link.HardwareAddr.String() != l.link.HardwareAddr.String() {
+		if cs, ok := byLink[i]; !ok || l.dead.Load() || cs[0].Link.Name != l.link.Name || cs[0].Link.HardwareAddr.String() != l.link.HardwareAddr.String() {
 			l.close()
 			delete(f.links, i)
 		}
@@ -360,7 +361,19 @@ func (f *L2Fence) serve(l *l2Link, c *packet.Conn) {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			f.log.Debug("netctl L2 fence: read failed", "link", l.link.Name, "err", err)
+			if errors.Is(err, unix.ENETDOWN) {
+				// The link went down: the socket reports it once and
+				// receives again once the link is back up.
+				f.log.Debug("netctl L2 fence: link down", "link", l.link.Name)
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			// Anything else ends this socket. The next Set (the holder
+			// renews several times a second) opens a new one, or takes
+			// the link's addresses out of the fence if it cannot (fail
+			// open).
+			f.log.Warn("netctl L2 fence: responder stopped", "link", l.link.Name, "err", err)
+			l.dead.Store(true)
 			return
 		}
 		reply, addr := l2Reply(buf[:n], hw, claimed)
@@ -541,8 +554,10 @@ func writeFenceTable(c *nftables.Conn, fam nftables.TableFamily, elems []nftable
 		return err
 	}
 	c.FlushChain(ch)
-	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: fenceRule(fam, s),
-		UserData: userdata.AppendString(nil, userdata.TypeComment, fenceComment)})
+	for _, r := range fenceRules(fam, s) {
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: r,
+			UserData: userdata.AppendString(nil, userdata.TypeComment, fenceComment)})
+	}
 	c.FlushSet(s)
 	if len(elems) > 0 {
 		if err := c.SetAddElements(s, elems); err != nil {
@@ -552,25 +567,35 @@ func writeFenceTable(c *nftables.Conn, fam nftables.TableFamily, elems []nftable
 	return c.Flush()
 }
 
-// fenceRule is, in nft syntax,
+// fenceRules are, in nft syntax,
 //
 //	arp: arp htype 1 ptype ip hlen 6 plen 4 operation reply saddr ip @vips4 counter drop
+//	     arp htype 1 ptype ip hlen 6 plen 4 operation request daddr ip @vips4 counter drop
 //	ip6: meta l4proto icmpv6 icmpv6 type nd-neighbor-advert
 //	     @th,64,128 (the NA's target) @vips6 counter drop
-func fenceRule(fam nftables.TableFamily, s *nftables.Set) []expr.Any {
+//
+// The second ARP rule drops the kernel's own who-has for a VIP: with
+// sender = target = VIP that is a gratuitous announcement (arp_notify on
+// link up, NETDEV_NOTIFY_PEERS after a bond failover or a VM migration),
+// which a silenced old holder must not send; the kernel never needs to ask
+// for an address it holds. The holder's announcements go out on AF_PACKET.
+func fenceRules(fam nftables.TableFamily, s *nftables.Set) [][]expr.Any {
 	if fam == nftables.TableFamilyARP {
-		return []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 0, Len: 6},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 1, 0x08, 0x00, 6, 4}},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 6, Len: 2},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 2}},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 14, Len: 4},
-			&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
-			&expr.Counter{},
-			&expr.Verdict{Kind: expr.VerdictDrop},
+		arp := func(op byte, ipOff uint32) []expr.Any {
+			return []expr.Any{
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 0, Len: 6},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, 1, 0x08, 0x00, 6, 4}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 6, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0, op}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: ipOff, Len: 4},
+				&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
+				&expr.Counter{},
+				&expr.Verdict{Kind: expr.VerdictDrop},
+			}
 		}
+		return [][]expr.Any{arp(2, 14), arp(1, 24)} // reply by sender IP; request by target IP
 	}
-	return []expr.Any{
+	return [][]expr.Any{{
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{protoICMPv6}},
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
@@ -579,7 +604,7 @@ func fenceRule(fam nftables.TableFamily, s *nftables.Set) []expr.Any {
 		&expr.Lookup{SourceRegister: 1, SetName: s.Name, SetID: s.ID},
 		&expr.Counter{},
 		&expr.Verdict{Kind: expr.VerdictDrop},
-	}
+	}}
 }
 
 // Kernel reads the fence's tables back from the kernel.

@@ -521,3 +521,45 @@ func TestPrivilegedFenceSignals(t *testing.T) {
 	<-h.done
 	answered("killed", nil)
 }
+
+// TestPrivilegedFenceLinkFlap: the VIP's link goes down and up under a
+// held VIP. The responder's socket reports the link down once and must go
+// on answering afterwards — before, it stopped for good while the fence
+// kept dropping the kernel's replies, and nobody answered for the VIP.
+func TestPrivilegedFenceLinkFlap(t *testing.T) {
+	a, b := wire(t, 87)
+	ha := a.Handle(t)
+	la, err := ha.LinkByName("wire0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aMAC := la.Attrs().HardwareAddr.String()
+	s := sniff(t, b, "wire1")
+	src := netip.MustParseAddr("192.168.87.2")
+	v := netctl.VIP{Name: "v4", Addr: mp("192.168.87.100/32"), Interface: "wire0"}
+	const wait = 300 * time.Millisecond
+	n := startFenced(t, a, 30*time.Second)
+	if err := n.m.MountVIP(context.Background(), v); err != nil {
+		t.Fatal(err)
+	}
+	if got := ask(t, b, s, src, v.Addr.Addr(), wait); !cmp.Equal(got, []string{aMAC}) {
+		t.Fatalf("before the flap: answered by %v, want %s", got, aMAC)
+	}
+	for i := range 3 {
+		if err := ha.LinkSetDown(la); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		if err := ha.LinkSetUp(la); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond) // carrier back on the veth pair
+		before := n.fence.Stats().ARPReplies
+		if got := ask(t, b, s, src, v.Addr.Addr(), wait); !cmp.Equal(got, []string{aMAC}) {
+			t.Fatalf("after flap %d: answered by %v, want %s (the holder's responder)", i+1, got, aMAC)
+		}
+		if after := n.fence.Stats().ARPReplies; after <= before {
+			t.Fatalf("after flap %d: the answer did not come from the responder (%d replies before, %d after)", i+1, before, after)
+		}
+	}
+}

@@ -219,6 +219,11 @@ func l2Reply(f []byte, hw net.HardwareAddr, claimed func(netip.Addr) bool) ([]by
 	if len(f) < ethHdrLen || len(hw) != 6 || bytes.Equal(f[6:12], hw) {
 		return nil, netip.Addr{} // short, or our own frame looped back
 	}
+	if f[0]&1 == 0 && !bytes.Equal(f[0:6], hw) {
+		// Unicast to another host (the link is promiscuous: a bridge
+		// port, tcpdump): the kernel ignores it, and so do we.
+		return nil, netip.Addr{}
+	}
 	switch binary.BigEndian.Uint16(f[12:14]) {
 	case ethTypeARP:
 		req, ok := parseARPRequest(f)

@@ -150,10 +150,16 @@ func TestL2ReplyARP(t *testing.T) {
 		{"someone's announcement", arpRequestFrame(t, theirMAC, vip4, vip4)},
 		{"our own request looped back", arpRequestFrame(t, ourMAC, vip4, their4)},
 		{"truncated", req[:30]},
+		// A promiscuous link (bridge port, tcpdump) passes frames for
+		// other hosts up; the kernel ignores them, and so do we.
+		{"unicast to another host", withDst(req, net.HardwareAddr{0x02, 0, 0, 0, 0, 0x99})},
 	} {
 		if r, _ := l2Reply(tc.frame, ourMAC, claimedVIP); r != nil {
 			t.Errorf("%s: answered % x", tc.name, r)
 		}
+	}
+	if r, _ := l2Reply(withDst(req, ourMAC), ourMAC, claimedVIP); r == nil {
+		t.Error("a who-has sent unicast to our MAC was not answered")
 	}
 	// A probe (sender 0.0.0.0) is answered, to the prober's MAC.
 	probe := arpRequestFrame(t, theirMAC, netip.IPv4Unspecified(), vip4)
@@ -293,4 +299,11 @@ func FuzzL2Reply(f *testing.F) {
 			t.Fatalf("bad na %+v", na)
 		}
 	})
+}
+
+// withDst is a copy of frame f sent to dst.
+func withDst(f []byte, dst net.HardwareAddr) []byte {
+	g := append([]byte(nil), f...)
+	copy(g[0:6], dst)
+	return g
 }
