@@ -86,11 +86,12 @@ func TestFenceLifecycle(t *testing.T) {
 	wantJournal(t, h, "silence 192.0.2.100", "addr-del 192.0.2.100/32 on eth0", "fence -192.0.2.100")
 	wantFence(t, h, clk.Now(), "fence 2001:db8::100 answered on eth0 until=+2s\n")
 
-	// Cleanup removes the fence last, after the addresses.
+	// Cleanup silences the held VIPs first, like UnmountVIP, and removes
+	// the fence last, after the addresses.
 	if err := m.Cleanup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	wantJournal(t, h, "addr-del 2001:db8::100/128 on eth0", "fence removed")
+	wantJournal(t, h, "silence 2001:db8::100", "addr-del 2001:db8::100/128 on eth0", "fence removed")
 	wantFence(t, h, clk.Now(), "")
 }
 

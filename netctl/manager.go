@@ -736,11 +736,18 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 	p.gcLinks(snap)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	held := m.haVIPs
 	m.haVIPs = map[netip.Addr]VIP{}
 	m.leaseUntil = map[netip.Addr]time.Time{}
 	m.ann = map[netip.Addr]*annState{}
 	m.fenceOnly = map[netip.Addr]bool{}
+	for a := range held {
+		m.fenceOnly[a] = true // fenced, no longer answered
+	}
 	m.desired = Desired{}
+	if m.cfg.Fence != nil && len(held) > 0 {
+		m.syncFence(nil) // silent before the addresses go
+	}
 	if snap, err = m.dump(); err != nil {
 		return fmt.Errorf("cleanup: %w", err)
 	}
