@@ -154,15 +154,19 @@ func Open(cfg Config) (*Log, error) {
 	} else {
 		l.lg.Info("audit log opened", attrs...)
 	}
-	go l.run()
+	// The shipper is set before the writer starts: the syncer reads it.
 	if cfg.Ship != nil {
 		sh, err := newShipper(l, cfg.Ship)
 		if err != nil {
+			go l.run() // Close stops it
 			l.Close()
 			return nil, err
 		}
 		l.shipper = sh
-		go sh.run()
+	}
+	go l.run()
+	if l.shipper != nil {
+		go l.shipper.run()
 	}
 	return l, nil
 }

@@ -272,7 +272,7 @@ func (f *L2Fence) checkStall(now time.Time) {
 
 func (f *L2Fence) tick(stop, done chan struct{}) {
 	defer close(done)
-	t := time.NewTicker(f.cfg.StallAfter / 5)
+	t := time.NewTicker(max(f.cfg.StallAfter/5, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
