@@ -563,3 +563,46 @@ func TestPrivilegedFenceLinkFlap(t *testing.T) {
 		}
 	}
 }
+
+// TestPrivilegedFenceMACChange: the VIP's link gets a new MAC on the same
+// index (a bond with fail_over_mac, `ip link set address`). After the next
+// reconcile pass the holder announces and answers with the new MAC — not
+// the old one the NIC no longer accepts, while the kernel's replies (with
+// the right MAC) are dropped.
+func TestPrivilegedFenceMACChange(t *testing.T) {
+	a, b := wire(t, 88)
+	ha := a.Handle(t)
+	la, err := ha.LinkByName("wire0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sniff(t, b, "wire1")
+	src := netip.MustParseAddr("192.168.88.2")
+	v := netctl.VIP{Name: "v4", Addr: mp("192.168.88.100/32"), Interface: "wire0"}
+	const wait = 300 * time.Millisecond
+	ctx := context.Background()
+	n := startFenced(t, a, 30*time.Second)
+	if err := n.m.MountVIP(ctx, v); err != nil {
+		t.Fatal(err)
+	}
+	old := la.Attrs().HardwareAddr.String()
+	if got := ask(t, b, s, src, v.Addr.Addr(), wait); !cmp.Equal(got, []string{old}) {
+		t.Fatalf("before: answered by %v, want %s", got, old)
+	}
+	newMAC := net.HardwareAddr{0x02, 0x88, 0, 0, 0, 0x42}
+	if err := ha.LinkSetHardwareAddr(la, newMAC); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	n.m.Reconcile(ctx, netctl.Desired{}) // what the netlink link event triggers
+	if err := n.m.RenewVIPs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(wait)
+	if got := s.announcements(t0, v.Addr.Addr()); len(got) == 0 || got[0] != "garp "+newMAC.String() {
+		t.Errorf("announcements after the MAC change: %v, want garp %s first", got, newMAC)
+	}
+	if got := ask(t, b, s, src, v.Addr.Addr(), wait); !cmp.Equal(got, []string{newMAC.String()}) {
+		t.Fatalf("after the MAC change: answered by %v, want %s", got, newMAC)
+	}
+}

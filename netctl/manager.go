@@ -1,6 +1,7 @@
 package netctl
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -647,8 +648,11 @@ func (p *pass) vip(ix *index, v VIP, lft time.Duration, renew bool) error {
 		return err
 	}
 	st, ok := m.ann[v.Addr.Addr()]
-	if !ok || p.res.Changes != changesBefore || st.link.Index != l.Index {
-		// Newly mounted, moved, or adopted after a restart: announce.
+	if !ok || p.res.Changes != changesBefore || st.link.Index != l.Index || st.link.Name != l.Name ||
+		!bytes.Equal(st.link.HardwareAddr, l.HardwareAddr) {
+		// Newly mounted, moved, adopted after a restart, or its link
+		// renamed or given a new MAC (a bond's fail_over_mac): announce,
+		// and the fence's responder follows st.link.
 		st = &annState{vip: v, link: l}
 		m.ann[v.Addr.Addr()] = st
 		m.announceNow(st)
