@@ -426,19 +426,11 @@ func (p *Proxy) auditAndForward(ctx context.Context, w http.ResponseWriter, r *h
 		}
 		return
 	}
-	var got *auditResult
-	var wait func() error
+	var await func() auditResult
 	if st, ok := p.cfg.Auditor.(AuditStarter); ok {
 		// Queue the record from this goroutine; no goroutine per call.
 		tk := st.Start(ctx, *c.rec)
-		wait = func() error {
-			if got == nil {
-				seq, err := tk.Wait(ctx)
-				got = &auditResult{seq, err}
-				c.seq = seq
-			}
-			return got.err
-		}
+		await = func() auditResult { seq, err := tk.Wait(ctx); return auditResult{seq, err} }
 	} else {
 		done := make(chan auditResult, 1)
 		snapshot := *c.rec
@@ -446,14 +438,16 @@ func (p *Proxy) auditAndForward(ctx context.Context, w http.ResponseWriter, r *h
 			seq, err := p.cfg.Auditor.Append(ctx, snapshot)
 			done <- auditResult{seq, err}
 		}()
-		wait = func() error {
-			if got == nil {
-				res := <-done
-				got = &res
-				c.seq = res.seq
-			}
-			return got.err
+		await = func() auditResult { return <-done }
+	}
+	var got *auditResult
+	wait := func() error {
+		if got == nil {
+			res := await()
+			got = &res
+			c.seq = res.seq
 		}
+		return got.err
 	}
 	err := fwd(wait)
 	if aerr := wait(); aerr != nil {
