@@ -606,3 +606,51 @@ func TestPrivilegedFenceMACChange(t *testing.T) {
 		t.Fatalf("after the MAC change: answered by %v, want %s", got, newMAC)
 	}
 }
+
+// TestPrivilegedFenceKernelAnnouncement: with arp_notify set, the kernel
+// broadcasts a gratuitous who-has for a link's first IPv4 address when the
+// link comes up — here the held VIP (the link has no other IPv4 address).
+// A silenced holder's kernel must not re-claim the VIP that way: the fence
+// drops ARP requests for a fenced address, and counts them.
+func TestPrivilegedFenceKernelAnnouncement(t *testing.T) {
+	a, b := nstest.New(t, "a"), nstest.New(t, "b")
+	nstest.Veth(t, a, "wire0", b, "wire1")
+	ha := a.Handle(t)
+	la, err := ha.LinkByName("wire0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sniff(t, b, "wire1")
+	v := netctl.VIP{Name: "v4", Addr: mp("192.168.89.100/32"), Interface: "wire0"}
+	n := startFenced(t, a, 30*time.Second)
+	if err := n.m.MountVIP(context.Background(), v); err != nil {
+		t.Fatal(err)
+	}
+	a.MustDo(t, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/conf/wire0/arp_notify", []byte("1"), 0o644)
+	})
+	time.Sleep(300 * time.Millisecond) // the mount's own announcements are over
+	k0, err := n.fence.Kernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	if err := ha.LinkSetDown(la); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := ha.LinkSetUp(la); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if got := s.announcements(t0, v.Addr.Addr()); len(got) != 0 {
+		t.Errorf("gratuitous ARP for the fenced VIP after link up: %v, want none", got)
+	}
+	k1, err := n.fence.Kernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k1.DroppedARP <= k0.DroppedARP {
+		t.Errorf("the kernel's arp_notify request was not dropped by the fence (dropped %d before, %d after)", k0.DroppedARP, k1.DroppedARP)
+	}
+}
