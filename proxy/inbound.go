@@ -118,6 +118,17 @@ func (p *Proxy) startInbound(ln net.Listener) {
 			}
 		},
 	}
+	// HTTP/1.x connections are served by h1in, HTTP/2 ones by inSrv.
+	p.h1in = newH1Server(http.HandlerFunc(p.serveInboundHTTP), l, p.log)
+	p.h1in.connCtx = func(c net.Conn) context.Context {
+		return context.WithValue(context.Background(), inConnKey{}, p.conns.get(c))
+	}
+	p.h1in.onIdle = func(c net.Conn) {
+		if ic := p.conns.get(c); ic != nil {
+			ic.idle()
+		}
+	}
+	p.h1in.onClose = p.conns.remove
 	p.wg.Add(2)
 	go func() {
 		defer p.wg.Done()
@@ -182,15 +193,18 @@ func (p *Proxy) handshakeInbound(raw net.Conn) {
 		}()
 		return
 	}
-	var hc net.Conn = tc
 	if cs.NegotiatedProtocol != "h2" {
-		hc = &h1Conn{Conn: tc}
+		hc := &h1Conn{Conn: tc}
+		ic.conn = hc
+		p.conns.add(hc, ic)
+		p.h1in.serveConn(hc)
+		return
 	}
-	ic.conn = hc
-	p.conns.add(hc, ic)
-	if !p.handoff.push(hc) {
-		p.conns.remove(hc)
-		hc.Close()
+	ic.conn = tc
+	p.conns.add(tc, ic)
+	if !p.handoff.push(tc) {
+		p.conns.remove(tc)
+		tc.Close()
 	}
 }
 

@@ -15,20 +15,12 @@ import (
 )
 
 func (p *Proxy) startOutbound(lns []net.Listener) {
-	l := p.cfg.Limits
-	p.outSrv = &http.Server{
-		Handler:           http.HandlerFunc(p.serveOutboundHTTP),
-		ReadHeaderTimeout: l.ReadHeaderTimeout,
-		ReadTimeout:       l.ReadTimeout,
-		IdleTimeout:       l.IdleTimeout,
-		MaxHeaderBytes:    l.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-	}
+	p.h1out = newH1Server(http.HandlerFunc(p.serveOutboundHTTP), p.cfg.Limits, p.log)
 	for _, ln := range lns {
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			p.outSrv.Serve(ln)
+			p.h1out.serve(ln)
 		}()
 	}
 }

@@ -31,7 +31,8 @@ type Proxy struct {
 	inTLS    *tls.Config
 
 	inSrv   *http.Server
-	outSrv  *http.Server
+	h1in    *h1Server // inbound HTTP/1.x (inSrv serves HTTP/2)
+	h1out   *h1Server // outbound
 	handoff *chanListener // handshaken inbound HTTP connections
 
 	backendTransport *http.Transport
@@ -267,7 +268,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		emu  sync.Mutex
 		wg   sync.WaitGroup
 	)
-	for _, s := range []*http.Server{p.inSrv, p.outSrv} {
+	for _, s := range []*http.Server{p.inSrv} {
 		if s == nil {
 			continue
 		}
@@ -276,6 +277,20 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 			defer wg.Done()
 			if err := s.Shutdown(ctx); err != nil {
 				s.Close()
+				emu.Lock()
+				errs = append(errs, err)
+				emu.Unlock()
+			}
+		}()
+	}
+	for _, s := range []*h1Server{p.h1in, p.h1out} {
+		if s == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.shutdown(ctx); err != nil {
 				emu.Lock()
 				errs = append(errs, err)
 				emu.Unlock()

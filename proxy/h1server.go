@@ -1,0 +1,666 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// h1Server serves HTTP/1.x on the proxy's listeners: one goroutine per
+// connection that reads a request, runs the handler and writes the response
+// itself. net/http's server spends more CPU per request than the rest of
+// the hot path together (a background reader goroutine per request, a
+// context chain, several deadline changes); this loop keeps net/http's
+// request parser (http.ReadRequest), its limits and its error answers, and
+// drops the rest. HTTP/2 stays on net/http.
+//
+// A client that disconnects while its request is being forwarded is noticed
+// when the response is written (or its body read), not earlier: the
+// upstream call is bounded by Limits.BackendTimeout.
+type h1Server struct {
+	handler http.Handler
+	limits  Limits
+	log     *slog.Logger
+	// connCtx returns the base context of a new connection (inbound: the
+	// verified peer identity).
+	connCtx func(c net.Conn) context.Context
+	// onIdle runs after each response; onClose once the connection ends or
+	// is hijacked.
+	onIdle, onClose func(c net.Conn)
+
+	mu      sync.Mutex
+	conns   map[*srvConn]struct{}
+	closing bool
+	wg      sync.WaitGroup
+}
+
+// srvConn is one served connection.
+type srvConn struct {
+	srv    *h1Server
+	c      net.Conn
+	lr     limitReader
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	cancel context.CancelFunc
+	idle   atomic.Bool
+	remote string
+}
+
+// limitReader caps what the header parser may read (MaxHeaderBytes plus
+// net/http's 4 KiB of slack).
+type limitReader struct {
+	r      io.Reader
+	remain int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.remain <= 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > l.remain {
+		p = p[:l.remain]
+	}
+	n, err := l.r.Read(p)
+	l.remain -= int64(n)
+	return n, err
+}
+
+var errHeaderTooLarge = errors.New("request header too large")
+
+func newH1Server(h http.Handler, l Limits, log *slog.Logger) *h1Server {
+	return &h1Server{handler: h, limits: l, log: log, conns: map[*srvConn]struct{}{}}
+}
+
+// serve accepts on ln until it is closed.
+func (s *h1Server) serve(ln net.Listener) {
+	var backoff time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTooManyFiles(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
+			return
+		}
+		backoff = 0
+		s.serveConn(c)
+	}
+}
+
+// serveConn serves c on a new goroutine; it closes c when the server is
+// shutting down.
+func (s *h1Server) serveConn(c net.Conn) {
+	base := context.Background()
+	if s.connCtx != nil {
+		base = s.connCtx(c)
+	}
+	ctx, cancel := context.WithCancel(base)
+	sc := &srvConn{srv: s, c: c, cancel: cancel, remote: c.RemoteAddr().String()}
+	sc.lr.r = c
+	sc.br = bufio.NewReaderSize(&sc.lr, 4<<10)
+	sc.bw = bufio.NewWriterSize(c, 4<<10)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		cancel()
+		c.Close()
+		if s.onClose != nil {
+			s.onClose(c)
+		}
+		return
+	}
+	s.conns[sc] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go sc.serve(ctx)
+}
+
+func (s *h1Server) shuttingDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// shutdown stops taking requests: idle connections are closed at once,
+// busy ones after their response. It waits for them until ctx is done,
+// then closes the rest (their requests' contexts are cancelled).
+func (s *h1Server) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		for sc := range s.conns {
+			if sc.idle.Load() {
+				sc.c.Close()
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			s.closeAll()
+			<-done
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// closeAll closes every connection and cancels its requests.
+func (s *h1Server) closeAll() {
+	s.mu.Lock()
+	s.closing = true
+	for sc := range s.conns {
+		sc.cancel()
+		sc.c.Close()
+	}
+	s.mu.Unlock()
+}
+
+func (sc *srvConn) forget() {
+	s := sc.srv
+	s.mu.Lock()
+	delete(s.conns, sc)
+	s.mu.Unlock()
+	sc.cancel()
+	if s.onClose != nil {
+		s.onClose(sc.c)
+	}
+	s.wg.Done()
+}
+
+func (sc *srvConn) serve(ctx context.Context) {
+	hijacked := false
+	defer func() {
+		if v := recover(); v != nil && v != http.ErrAbortHandler {
+			sc.srv.log.Error("panic serving HTTP/1 request", "remote", sc.remote, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+		}
+		if !hijacked {
+			sc.c.Close()
+		}
+		sc.forget()
+	}()
+	l := sc.srv.limits
+	for n := 0; ; n++ {
+		// Wait for the next request: the header timeout bounds the first
+		// (slowloris), the idle timeout the wait between requests.
+		wait := l.ReadHeaderTimeout
+		if n > 0 {
+			wait = l.IdleTimeout
+		}
+		sc.idle.Store(true)
+		if sc.srv.shuttingDown() {
+			return
+		}
+		if sc.br.Buffered() == 0 {
+			if wait > 0 {
+				sc.c.SetReadDeadline(time.Now().Add(wait))
+			} else if n > 0 {
+				sc.c.SetReadDeadline(time.Time{}) // a body deadline may be left
+			}
+		}
+		sc.lr.remain = int64(l.MaxHeaderBytes) + 4096
+		if _, err := sc.br.Peek(1); err != nil {
+			return
+		}
+		sc.idle.Store(false)
+		start := time.Now()
+		if n > 0 && !headerBuffered(sc.br) {
+			// The header is still arriving: one header timeout from its
+			// first byte (a whole buffered header needs no more reads).
+			if l.ReadHeaderTimeout > 0 {
+				sc.c.SetReadDeadline(start.Add(l.ReadHeaderTimeout))
+			} else {
+				sc.c.SetReadDeadline(time.Time{})
+			}
+		}
+		r, err := http.ReadRequest(sc.br)
+		sc.lr.remain = math.MaxInt64
+		if err != nil {
+			sc.badRequest(err)
+			return
+		}
+		if msg := checkRequest(r); msg != "" {
+			sc.replyError(http.StatusBadRequest, msg)
+			return
+		}
+		w := &h1Response{sc: sc, req: r, header: make(http.Header, 8), cl: -1}
+		body := r.Body != http.NoBody
+		if body {
+			if l.ReadTimeout > 0 {
+				sc.c.SetReadDeadline(start.Add(l.ReadTimeout))
+			} else {
+				sc.c.SetReadDeadline(time.Time{})
+			}
+		}
+		if ev, ok := r.Header["Expect"]; ok && r.ProtoAtLeast(1, 1) {
+			if len(ev) != 1 || !strings.EqualFold(ev[0], "100-continue") {
+				sc.replyError(http.StatusExpectationFailed, "unsupported Expect header")
+				return
+			}
+			if body {
+				w.expect = &expectContinue{body: r.Body, w: w}
+				r.Body = w.expect
+			}
+			delete(r.Header, "Expect")
+		}
+		r.RemoteAddr = sc.remote
+		sc.srv.handler.ServeHTTP(w, r.WithContext(ctx))
+		if w.hijacked {
+			hijacked = true
+			return
+		}
+		keep := w.finish()
+		if sc.srv.onIdle != nil {
+			sc.srv.onIdle(sc.c)
+		}
+		if !keep {
+			return
+		}
+	}
+}
+
+// headerBuffered reports whether a whole header block is already buffered.
+func headerBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n"))
+}
+
+// checkRequest applies the checks net/http's server makes after parsing
+// (Host header, header field syntax, protocol version); "" means fine.
+func checkRequest(r *http.Request) string {
+	if r.ProtoMajor != 1 {
+		return "unsupported protocol version"
+	}
+	// ReadRequest has moved the Host header to r.Host (or taken the host
+	// of an absolute-form target) and refused a repeated one.
+	switch {
+	case r.Host == "" && r.ProtoAtLeast(1, 1) && r.Method != http.MethodConnect:
+		return "missing required Host header"
+	case !httpguts.ValidHostHeader(r.Host):
+		return "malformed Host header"
+	}
+	for k, vv := range r.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return "invalid header name"
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return "invalid header value"
+			}
+		}
+	}
+	return ""
+}
+
+// badRequest answers a request that could not be parsed, as net/http does:
+// 431 for an oversized header, 501 for an unknown transfer coding, nothing
+// for a connection that closed or timed out, 400 otherwise.
+func (sc *srvConn) badRequest(err error) {
+	var ne net.Error
+	switch {
+	case sc.lr.remain <= 0 || errors.Is(err, errHeaderTooLarge):
+		sc.replyError(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
+	case strings.Contains(err.Error(), "unsupported transfer encoding"):
+		sc.replyError(http.StatusNotImplemented, "unsupported transfer encoding")
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ne), errors.Is(err, net.ErrClosed):
+	default:
+		sc.replyError(http.StatusBadRequest, "malformed request")
+	}
+}
+
+// replyError writes a plain-text error and marks the connection for close.
+func (sc *srvConn) replyError(code int, msg string) {
+	body := strconv.Itoa(code) + " " + http.StatusText(code) + ": " + msg + "\n"
+	sc.c.SetWriteDeadline(time.Now().Add(time.Second))
+	fmt.Fprintf(sc.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
+		code, http.StatusText(code), len(body), body)
+	sc.bw.Flush()
+}
+
+// h1Response is the http.ResponseWriter of one request. The head is held
+// until the handler flushes, writes more than 4 KiB, or returns; then the
+// body is framed by the handler's Content-Length, by the size of what it
+// wrote (when it returned first), or chunked.
+type h1Response struct {
+	sc          *srvConn
+	req         *http.Request
+	header      http.Header
+	status      int
+	committed   bool
+	chunked     bool
+	noBody      bool
+	closeAfter  bool
+	hijacked    bool
+	cl          int64 // declared Content-Length, -1 if none
+	written     int64
+	buf         []byte // body written before the head was committed
+	expect      *expectContinue
+	interimSent bool
+}
+
+func (w *h1Response) Header() http.Header { return w.header }
+
+func (w *h1Response) WriteHeader(code int) {
+	if w.committed || w.status != 0 || w.hijacked {
+		return
+	}
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		// Interim response: written at once, the final one follows.
+		bw := w.sc.bw
+		writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), code)
+		writeHeaderLines(bw, w.header)
+		bw.WriteString("\r\n")
+		bw.Flush()
+		w.interimSent = true
+		return
+	}
+	w.status = code
+	if v := w.header.Get("Content-Length"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			delete(w.header, "Content-Length")
+		} else {
+			w.cl = n
+		}
+	}
+	m := w.req.Method
+	w.noBody = m == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified || code < 200
+}
+
+func (w *h1Response) Write(b []byte) (int, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.noBody {
+		if w.req.Method == http.MethodHead {
+			return len(b), nil
+		}
+		return 0, http.ErrBodyNotAllowed
+	}
+	if w.cl >= 0 && w.written+int64(len(b)) > w.cl {
+		return 0, http.ErrContentLength
+	}
+	w.written += int64(len(b))
+	if !w.committed {
+		if w.cl >= 0 || len(w.buf)+len(b) > 4<<10 {
+			if err := w.commit(false); err != nil {
+				return 0, err
+			}
+		} else {
+			w.buf = append(w.buf, b...)
+			return len(b), nil
+		}
+	}
+	return w.writeBody(b)
+}
+
+func (w *h1Response) writeBody(b []byte) (int, error) {
+	bw := w.sc.bw
+	if w.chunked {
+		if len(b) == 0 {
+			return 0, nil
+		}
+		bw.WriteString(strconv.FormatInt(int64(len(b)), 16))
+		bw.WriteString("\r\n")
+		n, err := bw.Write(b)
+		bw.WriteString("\r\n")
+		return n, err
+	}
+	return bw.Write(b)
+}
+
+// Flush sends the head and what the handler has written so far.
+func (w *h1Response) Flush() {
+	if w.hijacked {
+		return
+	}
+	if !w.committed {
+		if w.status == 0 {
+			w.WriteHeader(http.StatusOK)
+		}
+		if w.commit(false) != nil {
+			return
+		}
+	}
+	w.sc.bw.Flush()
+}
+
+// commit writes the status line and header; done says the handler has
+// returned (so the body is all in buf).
+func (w *h1Response) commit(done bool) error {
+	w.committed = true
+	h := w.header
+	switch {
+	case w.noBody:
+		if w.status == http.StatusNoContent || w.status == http.StatusNotModified || w.status < 200 {
+			delete(h, "Content-Length")
+		}
+	case w.cl >= 0:
+	case done:
+		w.cl = int64(len(w.buf))
+		h["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
+	case w.req.ProtoAtLeast(1, 1):
+		w.chunked = true
+	default:
+		w.closeAfter = true // HTTP/1.0, unknown length: the close ends it
+	}
+	if w.req.Close || w.sc.srv.shuttingDown() || httpHeaderHasToken(h, "Connection", "close") {
+		w.closeAfter = true
+	}
+	delete(h, "Transfer-Encoding")
+	delete(h, "Connection")
+	bw := w.sc.bw
+	writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), w.status)
+	writeHeaderLines(bw, h)
+	if _, ok := h["Date"]; !ok {
+		bw.WriteString("Date: ")
+		bw.WriteString(httpDate())
+		bw.WriteString("\r\n")
+	}
+	if w.chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	switch {
+	case w.closeAfter:
+		bw.WriteString("Connection: close\r\n")
+	case !w.req.ProtoAtLeast(1, 1):
+		bw.WriteString("Connection: keep-alive\r\n")
+	}
+	_, err := bw.WriteString("\r\n")
+	if len(w.buf) > 0 {
+		b := w.buf
+		w.buf = nil
+		_, err = w.writeBody(b)
+	}
+	return err
+}
+
+// finish completes the response after the handler returned and reports
+// whether the connection can take another request.
+func (w *h1Response) finish() bool {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.committed {
+		w.commit(true)
+	}
+	bw := w.sc.bw
+	if w.chunked {
+		bw.WriteString("0\r\n")
+		writeTrailers(bw, w.header)
+		bw.WriteString("\r\n")
+	}
+	if err := bw.Flush(); err != nil {
+		return false
+	}
+	if w.cl >= 0 && !w.noBody && w.written != w.cl {
+		return false // the handler wrote less than it declared
+	}
+	if w.closeAfter {
+		return false
+	}
+	return w.drainBody()
+}
+
+// drainBody reads what the handler left of the request body so the next
+// request can be parsed; more than 256 KiB (or a body the client was never
+// told to send) closes the connection instead.
+func (w *h1Response) drainBody() bool {
+	r := w.req
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	if w.expect != nil && !w.expect.sent {
+		return false
+	}
+	_, err := io.CopyN(io.Discard, r.Body, 256<<10+1)
+	return err == io.EOF
+}
+
+// Hijack hands the connection to the handler (protocol upgrades through
+// httputil.ReverseProxy); deadlines are cleared.
+func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, http.ErrHijacked
+	}
+	if w.committed {
+		return nil, nil, errors.New("hijack after the response started")
+	}
+	w.hijacked = true
+	c := w.sc.c
+	c.SetDeadline(time.Time{})
+	w.sc.lr.remain = math.MaxInt64
+	return c, bufio.NewReadWriter(w.sc.br, w.sc.bw), nil
+}
+
+// expectContinue sends "100 Continue" when the handler first reads the body.
+type expectContinue struct {
+	body io.ReadCloser
+	w    *h1Response
+	sent bool
+}
+
+func (e *expectContinue) Read(p []byte) (int, error) {
+	if !e.sent {
+		e.sent = true
+		if !e.w.committed && !e.w.hijacked {
+			bw := e.w.sc.bw
+			bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if err := bw.Flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return e.body.Read(p)
+}
+
+func (e *expectContinue) Close() error { return e.body.Close() }
+
+func writeStatusLine(bw *bufio.Writer, is11 bool, code int) {
+	if is11 {
+		bw.WriteString("HTTP/1.1 ")
+	} else {
+		bw.WriteString("HTTP/1.0 ")
+	}
+	bw.WriteString(strconv.Itoa(code))
+	bw.WriteByte(' ')
+	if t := http.StatusText(code); t != "" {
+		bw.WriteString(t)
+	} else {
+		bw.WriteString("status code " + strconv.Itoa(code))
+	}
+	bw.WriteString("\r\n")
+}
+
+// writeHeaderLines writes h (values with CR or LF have them replaced by
+// spaces, as net/http does; keys net/http would refuse are skipped).
+func writeHeaderLines(bw *bufio.Writer, h http.Header) {
+	for k, vs := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(strings.TrimSpace(v))
+			bw.WriteString("\r\n")
+		}
+	}
+}
+
+// writeTrailers writes the trailers a handler set after the head: keys
+// declared in the Trailer header, and keys with http.TrailerPrefix.
+func writeTrailers(bw *bufio.Writer, h http.Header) {
+	for k, vs := range h {
+		name, ok := strings.CutPrefix(k, http.TrailerPrefix)
+		if !ok {
+			continue
+		}
+		writeHeaderLines(bw, http.Header{http.CanonicalHeaderKey(name): vs})
+	}
+	for _, decl := range h["Trailer"] {
+		for t := range strings.SplitSeq(decl, ",") {
+			k := http.CanonicalHeaderKey(strings.TrimSpace(t))
+			if vs, ok := h[k]; ok && k != "" {
+				writeHeaderLines(bw, http.Header{k: vs})
+			}
+		}
+	}
+}
+
+// httpDate is the current time in IMF-fixdate, formatted once a second.
+func httpDate() string {
+	now := time.Now().Unix()
+	if d := dateCache.Load(); d != nil && d.sec == now {
+		return d.s
+	}
+	d := &cachedDate{sec: now, s: time.Unix(now, 0).UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
+	return d.s
+}
+
+type cachedDate struct {
+	sec int64
+	s   string
+}
+
+var dateCache atomic.Pointer[cachedDate]
+
+func isTooManyFiles(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
