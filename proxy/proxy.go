@@ -31,8 +31,8 @@ type Proxy struct {
 	inTLS    *tls.Config
 
 	inSrv   *http.Server
-	h1in    *h1Server // inbound HTTP/1.x (inSrv serves HTTP/2)
-	h1out   *h1Server // outbound
+	h1in    *h1Server     // inbound HTTP/1.x (inSrv serves HTTP/2)
+	h1out   *h1Server     // outbound
 	handoff *chanListener // handshaken inbound HTTP connections
 
 	backendTransport *http.Transport
