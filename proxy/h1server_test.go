@@ -1,0 +1,677 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// logRec is a slog.Handler that keeps every message (with its attributes)
+// and copies it to the test log.
+type logRec struct {
+	t    testing.TB
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *logRec) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRec) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *logRec) WithGroup(string) slog.Handler            { return l }
+
+func (l *logRec) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key != "stack" {
+			fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		}
+		return true
+	})
+	l.mu.Lock()
+	l.msgs = append(l.msgs, b.String())
+	l.mu.Unlock()
+	if l.t != nil {
+		l.t.Log(b.String())
+	}
+	return nil
+}
+
+// matching returns the logged messages that contain s.
+func (l *logRec) matching(s string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, m := range l.msgs {
+		if strings.Contains(m, s) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func h1TestLimits() Limits {
+	return Limits{ReadHeaderTimeout: time.Second, IdleTimeout: time.Second, MaxHeaderBytes: 8 << 10}
+}
+
+// startH1 serves h on a loopback listener until the test ends; shutdown
+// must find every connection finished (nothing may be left busy).
+func startH1(t *testing.T, l Limits, h http.HandlerFunc) (*h1Server, string, *logRec) {
+	t.Helper()
+	rec := &logRec{t: t}
+	s := newH1Server(h, l, slog.New(rec))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.serve(ln)
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := s.shutdown(ctx); err != nil {
+			t.Errorf("shutdown at cleanup: %v (a connection was still busy)", err)
+		}
+	})
+	return s, ln.Addr().String(), rec
+}
+
+// h1Client is a raw client connection; every read fails after 2 s so a
+// broken server fails the test instead of hanging it.
+type h1Client struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func dialH1(t *testing.T, addr string) *h1Client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	return &h1Client{Conn: c, br: bufio.NewReader(c)}
+}
+
+func (c *h1Client) send(t *testing.T, s string) {
+	t.Helper()
+	if _, err := io.WriteString(c, s); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+}
+
+// response reads one response (to a request with the given method) and
+// its whole body.
+func (c *h1Client) response(t *testing.T, method string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read body of %d response: %v", resp.StatusCode, err)
+	}
+	return resp, string(b)
+}
+
+// closed fails unless the server closes the connection (EOF or reset)
+// without sending anything more.
+func (c *h1Client) closed(t *testing.T) {
+	t.Helper()
+	b, err := c.br.ReadByte()
+	switch {
+	case err == nil:
+		rest, _ := c.br.Peek(c.br.Buffered())
+		t.Fatalf("connection still open, got %q", append([]byte{b}, rest...))
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+	default:
+		t.Fatalf("connection not closed: %v", err)
+	}
+}
+
+func echoHandler(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	fmt.Fprintf(w, "%s %s %s", r.Method, r.URL.Path, b)
+}
+
+func TestH1ServerPipelined(t *testing.T) {
+	_, addr, _ := startH1(t, h1TestLimits(), echoHandler)
+	c := dialH1(t, addr)
+	c.send(t, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"+
+		"POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nxyz"+
+		"POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"+
+		"GET /d HTTP/1.1\r\nHost: x\r\n\r\n")
+	for _, want := range []string{"GET /a ", "POST /b xyz", "POST /c hi", "GET /d "} {
+		resp, body := c.response(t, "GET")
+		if resp.StatusCode != 200 || body != want || resp.Close {
+			t.Fatalf("got %d %q close=%v, want 200 %q on a kept connection", resp.StatusCode, body, resp.Close, want)
+		}
+		if resp.Header.Get("Date") == "" {
+			t.Errorf("response to %q has no Date header", want)
+		}
+	}
+	c.send(t, "GET /e HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, body := c.response(t, "GET"); body != "GET /e " {
+		t.Fatalf("request after the pipeline: got %q", body)
+	}
+}
+
+func TestH1ServerHTTP10(t *testing.T) {
+	_, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "part1 ")
+		if r.URL.Path == "/flush" {
+			w.(http.Flusher).Flush()
+		}
+		io.WriteString(w, "part2")
+	})
+
+	t.Run("close by default", func(t *testing.T) {
+		c := dialH1(t, addr)
+		c.send(t, "GET / HTTP/1.0\r\n\r\n")
+		resp, body := c.response(t, "GET")
+		if resp.Proto != "HTTP/1.0" || resp.ContentLength != 11 || body != "part1 part2" || !resp.Close {
+			t.Fatalf("got %s length %d %q close=%v, want HTTP/1.0 length 11 and close", resp.Proto, resp.ContentLength, body, resp.Close)
+		}
+		c.closed(t)
+	})
+	t.Run("keep-alive", func(t *testing.T) {
+		c := dialH1(t, addr)
+		for range 2 {
+			c.send(t, "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+			resp, body := c.response(t, "GET")
+			if resp.Header.Get("Connection") != "keep-alive" || resp.ContentLength != 11 || body != "part1 part2" {
+				t.Fatalf("got Connection %q length %d %q, want keep-alive with a length", resp.Header.Get("Connection"), resp.ContentLength, body)
+			}
+		}
+	})
+	t.Run("unknown length ends with the close", func(t *testing.T) {
+		c := dialH1(t, addr)
+		c.send(t, "GET /flush HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		resp, body := c.response(t, "GET")
+		if len(resp.TransferEncoding) != 0 || resp.ContentLength != -1 || !resp.Close || body != "part1 part2" {
+			t.Fatalf("got TE %q length %d close=%v %q, want a close-delimited body", resp.TransferEncoding, resp.ContentLength, resp.Close, body)
+		}
+		c.closed(t)
+	})
+}
+
+func TestH1ServerExpectContinue(t *testing.T) {
+	_, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Expect") != "" {
+			t.Errorf("handler sees Expect %q", r.Header.Get("Expect"))
+		}
+		if r.URL.Path == "/ignore" {
+			io.WriteString(w, "not reading")
+			return
+		}
+		echoHandler(w, r)
+	})
+
+	t.Run("100 before the body", func(t *testing.T) {
+		c := dialH1(t, addr)
+		c.send(t, "PUT /e HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil || resp.StatusCode != http.StatusContinue {
+			t.Fatalf("got %v %v before sending the body, want 100 Continue", resp, err)
+		}
+		c.send(t, "hello")
+		resp, body := c.response(t, "PUT")
+		if resp.StatusCode != 200 || body != "PUT /e hello" {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+		c.send(t, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+		if _, body := c.response(t, "GET"); body != "GET /next " {
+			t.Fatalf("next request: got %q", body)
+		}
+	})
+	t.Run("body never asked for", func(t *testing.T) {
+		c := dialH1(t, addr)
+		c.send(t, "PUT /ignore HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+		resp, body := c.response(t, "PUT")
+		if resp.StatusCode != 200 || body != "not reading" {
+			t.Fatalf("got %d %q, want the final answer and no 100", resp.StatusCode, body)
+		}
+		// The client may or may not send the body now: the connection
+		// cannot be reused.
+		c.closed(t)
+	})
+	t.Run("unknown expectation", func(t *testing.T) {
+		c := dialH1(t, addr)
+		c.send(t, "PUT /e HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\nContent-Length: 5\r\n\r\n")
+		resp, _ := c.response(t, "PUT")
+		if resp.StatusCode != http.StatusExpectationFailed || !resp.Close {
+			t.Fatalf("got %d close=%v, want 417 and close", resp.StatusCode, resp.Close)
+		}
+		c.closed(t)
+	})
+}
+
+func TestH1ServerFlushAndTrailers(t *testing.T) {
+	proceed := make(chan struct{})
+	_, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Declared")
+		io.WriteString(w, "first")
+		w.(http.Flusher).Flush()
+		select {
+		case <-proceed:
+		case <-time.After(2 * time.Second):
+			t.Error("the flushed part never reached the client")
+		}
+		io.WriteString(w, " second")
+		w.Header().Set("X-Declared", "d")
+		w.Header().Set(http.TrailerPrefix+"X-Late", "l")
+	})
+	c := dialH1(t, addr)
+	c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" || resp.ContentLength != -1 {
+		t.Fatalf("flushed response: TE %q length %d, want chunked", resp.TransferEncoding, resp.ContentLength)
+	}
+	first := make([]byte, 5)
+	if _, err := io.ReadFull(resp.Body, first); err != nil || string(first) != "first" {
+		t.Fatalf("first part: %q %v", first, err)
+	}
+	close(proceed)
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || string(rest) != " second" {
+		t.Fatalf("rest: %q %v", rest, err)
+	}
+	if got, want := resp.Trailer, (http.Header{"X-Declared": {"d"}, "X-Late": {"l"}}); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("trailers %v, want %v", got, want)
+	}
+}
+
+func TestH1ServerFraming(t *testing.T) {
+	_, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/small":
+			io.WriteString(w, "hello")
+		case "/none":
+		case "/big":
+			w.Write(make([]byte, 10<<10))
+		case "/declared":
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "0123456789")
+		case "/late-length":
+			// Header changes after WriteHeader have no effect
+			// (http.ResponseWriter): the framing must not follow them.
+			w.Header().Set("Content-Length", "10")
+			w.WriteHeader(200)
+			w.Header().Set("Content-Length", "5")
+			io.WriteString(w, "0123456789")
+		case "/late-length-chunked":
+			w.WriteHeader(200)
+			w.Header().Set("Content-Length", "3")
+			w.Write(make([]byte, 5<<10))
+		case "/204":
+			w.Header().Set("Content-Length", "5")
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
+	for _, tc := range []struct {
+		method, path string
+		length       int64
+		chunked      bool
+		body         int
+	}{
+		{"GET", "/small", 5, false, 5},
+		{"GET", "/none", 0, false, 0},
+		{"GET", "/big", -1, true, 10 << 10},
+		{"GET", "/declared", 10, false, 10},
+		{"HEAD", "/declared", 10, false, 0},
+		{"GET", "/204", 0, false, 0},
+	} {
+		t.Run(tc.method+tc.path, func(t *testing.T) {
+			c := dialH1(t, addr)
+			// A second request right behind shows where the first
+			// response really ends.
+			c.send(t, tc.method+" "+tc.path+" HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, body := c.response(t, tc.method)
+			if resp.ContentLength != tc.length || (len(resp.TransferEncoding) > 0) != tc.chunked || len(body) != tc.body {
+				t.Fatalf("got length %d TE %q body %d bytes, want length %d chunked=%v body %d bytes",
+					resp.ContentLength, resp.TransferEncoding, len(body), tc.length, tc.chunked, tc.body)
+			}
+			if tc.chunked && resp.Header.Get("Content-Length") != "" {
+				t.Fatalf("chunked response also has Content-Length %q", resp.Header.Get("Content-Length"))
+			}
+			if resp, body := c.response(t, "GET"); resp.StatusCode != 200 || body != "hello" {
+				t.Fatalf("next response: %d %q", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+func TestH1ServerShortBodyCloses(t *testing.T) {
+	_, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "10")
+		io.WriteString(w, "hello")
+	})
+	c := dialH1(t, addr)
+	c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(resp.Body); !errors.Is(err, io.ErrUnexpectedEOF) || string(b) != "hello" {
+		t.Fatalf("got %q %v, want the 5 bytes and an unexpected EOF", b, err)
+	}
+}
+
+func TestH1ServerBadRequests(t *testing.T) {
+	l := h1TestLimits()
+	l.MaxHeaderBytes = 2 << 10
+	var mu sync.Mutex
+	served := 0
+	_, addr, _ := startH1(t, l, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		served++
+		mu.Unlock()
+	})
+	for _, tc := range []struct {
+		name, req string
+		code      int
+	}{
+		{"unsupported transfer coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+		{"invalid header name", "GET / HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400},
+		{"space before colon", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc", 400},
+		{"control byte in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400},
+		{"missing Host", "GET / HTTP/1.1\r\n\r\n", 400},
+		{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+		{"malformed Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"conflicting lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
+		{"negative length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400},
+		{"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400},
+		{"oversized header", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 8<<10) + "\r\n\r\n", 431},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dialH1(t, addr)
+			c.send(t, tc.req)
+			resp, _ := c.response(t, "GET")
+			if resp.StatusCode != tc.code || !resp.Close {
+				t.Fatalf("got %d close=%v, want %d and close", resp.StatusCode, resp.Close, tc.code)
+			}
+			c.closed(t)
+		})
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if served != 0 {
+		t.Fatalf("the handler saw %d bad requests", served)
+	}
+}
+
+func TestH1ServerPanic(t *testing.T) {
+	_, addr, rec := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/panic":
+			io.WriteString(w, "partial")
+			panic("boom")
+		case "/abort":
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler)
+		}
+		io.WriteString(w, "ok")
+	})
+	other := dialH1(t, addr)
+	other.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	other.response(t, "GET")
+
+	c := dialH1(t, addr)
+	c.send(t, "GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.closed(t)
+	if got := rec.matching("panic serving"); len(got) != 1 || !strings.Contains(got[0], "boom") {
+		t.Fatalf("panic log: %q", got)
+	}
+
+	c = dialH1(t, addr)
+	c.send(t, "GET /abort HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatal("aborted chunked response ended cleanly, want it cut")
+	}
+	if got := rec.matching("panic serving"); len(got) != 1 {
+		t.Fatalf("http.ErrAbortHandler was logged: %q", got)
+	}
+
+	// The connection that was open all along, and a new one, still work.
+	for _, c := range []*h1Client{other, dialH1(t, addr)} {
+		c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if resp, body := c.response(t, "GET"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("after the panics: %d %q", resp.StatusCode, body)
+		}
+	}
+}
+
+func TestH1ServerRequestBodyDrain(t *testing.T) {
+	_, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/part":
+			io.ReadFull(r.Body, make([]byte, 10))
+		case "/close":
+			// httputil.ReverseProxy and many handlers close the body.
+			io.ReadFull(r.Body, make([]byte, 10))
+			r.Body.Close()
+		case "/all-close":
+			io.ReadAll(r.Body)
+			r.Body.Close()
+		}
+		io.WriteString(w, "answer "+r.URL.Path)
+	})
+	post := func(path string, n int) string {
+		return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(n) + "\r\n\r\n" + strings.Repeat("b", n)
+	}
+	for _, path := range []string{"/ignore", "/part"} {
+		t.Run("small unread body is drained"+path, func(t *testing.T) {
+			c := dialH1(t, addr)
+			c.send(t, post(path, 100<<10)+"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+			for _, want := range []string{"answer " + path, "answer /next"} {
+				if resp, body := c.response(t, "GET"); resp.StatusCode != 200 || body != want || resp.Close {
+					t.Fatalf("got %d %q close=%v, want %q on a kept connection", resp.StatusCode, body, resp.Close, want)
+				}
+			}
+		})
+	}
+	for _, path := range []string{"/ignore"} {
+		t.Run("large unread body closes"+path, func(t *testing.T) {
+			c := dialH1(t, addr)
+			go io.WriteString(c, post(path, 300<<10)+"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+			resp, body := c.response(t, "POST")
+			if resp.StatusCode != 200 || body != "answer "+path {
+				t.Fatalf("got %d %q", resp.StatusCode, body)
+			}
+			c.closed(t)
+		})
+	}
+}
+
+func TestH1ServerReadHeaderTimeout(t *testing.T) {
+	l := h1TestLimits()
+	l.ReadHeaderTimeout = 300 * time.Millisecond
+	l.IdleTimeout = 1500 * time.Millisecond
+	_, addr, _ := startH1(t, l, echoHandler)
+	for _, first := range []bool{true, false} {
+		t.Run(fmt.Sprintf("first=%v", first), func(t *testing.T) {
+			c := dialH1(t, addr)
+			if !first {
+				c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+				c.response(t, "GET")
+			}
+			start := time.Now()
+			c.send(t, "GET /slow HTTP/1.1\r\n")
+			stop := make(chan struct{})
+			dribbled := make(chan struct{})
+			go func() {
+				defer close(dribbled)
+				for {
+					select {
+					case <-stop:
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+					if _, err := io.WriteString(c, "X-A: b\r\n"); err != nil {
+						return
+					}
+				}
+			}()
+			c.closed(t)
+			took := time.Since(start)
+			close(stop)
+			<-dribbled
+			if took < 250*time.Millisecond || took > time.Second {
+				t.Fatalf("closed %v after the header began, want about the 300ms header timeout", took)
+			}
+		})
+	}
+}
+
+func TestH1ServerIdleTimeout(t *testing.T) {
+	l := h1TestLimits()
+	l.IdleTimeout = 300 * time.Millisecond
+	l.ReadHeaderTimeout = 1500 * time.Millisecond
+	_, addr, _ := startH1(t, l, echoHandler)
+	c := dialH1(t, addr)
+	c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.response(t, "GET")
+	start := time.Now()
+	c.closed(t)
+	if took := time.Since(start); took < 250*time.Millisecond || took > time.Second {
+		t.Fatalf("idle connection closed after %v, want about the 300ms idle timeout", took)
+	}
+}
+
+func TestH1ServerShutdown(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	s, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(started)
+			<-release
+		}
+		io.WriteString(w, "done "+r.URL.Path)
+	})
+	idle := dialH1(t, addr)
+	idle.send(t, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+	idle.response(t, "GET")
+	busy := dialH1(t, addr)
+	busy.send(t, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-started
+
+	errc := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		errc <- s.shutdown(ctx)
+	}()
+	idle.closed(t)
+	late := dialH1(t, addr)
+	late.closed(t)
+	select {
+	case err := <-errc:
+		t.Fatalf("shutdown returned %v with a request in flight", err)
+	default:
+	}
+	close(release)
+	resp, body := busy.response(t, "GET")
+	if body != "done /slow" || !resp.Close {
+		t.Fatalf("busy connection got %q close=%v, want its answer with Connection: close", body, resp.Close)
+	}
+	busy.closed(t)
+	if err := <-errc; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+func TestH1ServerShutdownDeadline(t *testing.T) {
+	started := make(chan struct{})
+	cancelled := make(chan struct{})
+	s, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-r.Context().Done()
+		close(cancelled)
+	})
+	c := dialH1(t, addr)
+	c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := s.shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("shutdown: %v, want the deadline", err)
+	}
+	<-cancelled
+	c.closed(t)
+}
+
+func TestH1ServerHijack(t *testing.T) {
+	l := h1TestLimits()
+	l.ReadHeaderTimeout = 200 * time.Millisecond
+	l.IdleTimeout = 200 * time.Millisecond
+	_, addr, _ := startH1(t, l, func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			t.Errorf("hijack: %v", err)
+			return
+		}
+		defer conn.Close()
+		if _, _, err := w.(http.Hijacker).Hijack(); !errors.Is(err, http.ErrHijacked) {
+			t.Errorf("second hijack: %v", err)
+		}
+		if _, err := w.Write([]byte("x")); !errors.Is(err, http.ErrHijacked) {
+			t.Errorf("write after hijack: %v", err)
+		}
+		buffered := make([]byte, rw.Reader.Buffered())
+		io.ReadFull(rw, buffered)
+		fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nbuffered=%s\n", buffered)
+		rw.Flush()
+		// Past the header and idle timeouts: the deadlines are gone.
+		line, err := rw.ReadString('\n')
+		if err != nil {
+			t.Errorf("read after hijack: %v", err)
+			return
+		}
+		fmt.Fprintf(rw, "echo=%s", line)
+		rw.Flush()
+	})
+	c := dialH1(t, addr)
+	c.send(t, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly bytes")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("got %v %v", resp, err)
+	}
+	line, err := c.br.ReadString('\n')
+	if err != nil || line != "buffered=early bytes\n" {
+		t.Fatalf("got %q %v", line, err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	c.send(t, "later\n")
+	line, err = c.br.ReadString('\n')
+	if err != nil || line != "echo=later\n" {
+		t.Fatalf("got %q %v", line, err)
+	}
+	c.closed(t)
+}
