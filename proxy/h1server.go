@@ -240,11 +240,13 @@ func (sc *srvConn) serve(ctx context.Context) {
 			}
 		}
 		r, err := http.ReadRequest(sc.br)
-		sc.lr.remain = math.MaxInt64
 		if err != nil {
+			// Before the limit is lifted: a header cut at the limit
+			// often fails as a malformed line, not as the limit's error.
 			sc.badRequest(err)
 			return
 		}
+		sc.lr.remain = math.MaxInt64
 		if msg := checkRequest(r); msg != "" {
 			sc.replyError(http.StatusBadRequest, msg)
 			return
