@@ -247,8 +247,8 @@ func (sc *srvConn) serve(ctx context.Context) {
 			return
 		}
 		sc.lr.remain = math.MaxInt64
-		if msg := checkRequest(r); msg != "" {
-			sc.replyError(http.StatusBadRequest, msg)
+		if code, msg := checkRequest(r); code != 0 {
+			sc.replyError(code, msg)
 			return
 		}
 		w := &h1Response{sc: sc, req: r, header: make(http.Header, 8), cl: -1}
@@ -294,41 +294,42 @@ func headerBuffered(br *bufio.Reader) bool {
 }
 
 // checkRequest applies the checks net/http's server makes after parsing
-// (Host header, header field syntax, protocol version); "" means fine.
-func checkRequest(r *http.Request) string {
+// (Host header, header field syntax, protocol version); it returns the
+// status and reason of a refusal, or 0.
+func checkRequest(r *http.Request) (int, string) {
 	if r.ProtoMajor != 1 {
-		return "unsupported protocol version"
+		return http.StatusHTTPVersionNotSupported, "unsupported protocol version"
 	}
 	// ReadRequest has moved the Host header to r.Host (or taken the host
 	// of an absolute-form target) and refused a repeated one.
 	switch {
 	case r.Host == "" && r.ProtoAtLeast(1, 1) && r.Method != http.MethodConnect:
-		return "missing required Host header"
+		return http.StatusBadRequest, "missing required Host header"
 	case !httpguts.ValidHostHeader(r.Host):
-		return "malformed Host header"
+		return http.StatusBadRequest, "malformed Host header"
 	}
 	for k, vv := range r.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
-			return "invalid header name"
+			return http.StatusBadRequest, "invalid header name"
 		}
 		for _, v := range vv {
 			if !httpguts.ValidHeaderFieldValue(v) {
-				return "invalid header value"
+				return http.StatusBadRequest, "invalid header value"
 			}
 		}
 	}
-	return ""
+	return 0, ""
 }
 
 // badRequest answers a request that could not be parsed, as net/http does:
-// 431 for an oversized header, 501 for an unknown transfer coding, nothing
+// 431 for an oversized header, 501 for an unknown or repeated transfer coding, nothing
 // for a connection that closed or timed out, 400 otherwise.
 func (sc *srvConn) badRequest(err error) {
 	var ne net.Error
 	switch {
 	case sc.lr.remain <= 0 || errors.Is(err, errHeaderTooLarge):
 		sc.replyError(http.StatusRequestHeaderFieldsTooLarge, "request header too large")
-	case strings.Contains(err.Error(), "unsupported transfer encoding"):
+	case strings.Contains(err.Error(), "unsupported transfer encoding"), strings.Contains(err.Error(), "too many transfer encodings"):
 		sc.replyError(http.StatusNotImplemented, "unsupported transfer encoding")
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &ne), errors.Is(err, net.ErrClosed):
 	default:
