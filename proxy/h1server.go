@@ -265,11 +265,12 @@ func (sc *srvConn) serve(ctx context.Context) {
 				sc.replyError(http.StatusExpectationFailed, "unsupported Expect header")
 				return
 			}
-			if body {
-				w.expect = &expectContinue{body: r.Body, w: w}
-				r.Body = w.expect
-			}
+			w.expect = body
 			delete(r.Header, "Expect")
+		}
+		if body {
+			w.body.rc, w.body.w = r.Body, w
+			r.Body = &w.body
 		}
 		r.RemoteAddr = sc.remote
 		sc.srv.handler.ServeHTTP(w, r.WithContext(ctx))
@@ -322,8 +323,8 @@ func checkRequest(r *http.Request) (int, string) {
 }
 
 // badRequest answers a request that could not be parsed, as net/http does:
-// 431 for an oversized header, 501 for an unknown or repeated transfer coding, nothing
-// for a connection that closed or timed out, 400 otherwise.
+// 431 for an oversized header, 501 for an unknown or repeated transfer
+// coding, nothing for a connection that closed or timed out, 400 otherwise.
 func (sc *srvConn) badRequest(err error) {
 	var ne net.Error
 	switch {
@@ -351,20 +352,26 @@ func (sc *srvConn) replyError(code int, msg string) {
 // body is framed by the handler's Content-Length, by the size of what it
 // wrote (when it returned first), or chunked.
 type h1Response struct {
-	sc          *srvConn
-	req         *http.Request
-	header      http.Header
-	status      int
-	committed   bool
-	chunked     bool
-	noBody      bool
-	closeAfter  bool
-	hijacked    bool
-	cl          int64 // declared Content-Length, -1 if none
-	written     int64
-	buf         []byte // body written before the head was committed
-	expect      *expectContinue
-	interimSent bool
+	sc         *srvConn
+	req        *http.Request
+	header     http.Header
+	status     int
+	committed  bool
+	chunked    bool
+	noBody     bool
+	closeAfter bool
+	hijacked   bool
+	cl         int64 // declared Content-Length, -1 if none
+	written    int64
+	buf        []byte // body written before the head was committed
+	body       h1Body // the request body, if there is one (body.rc != nil)
+	expect     bool   // the client waits for "100 Continue" to send the body
+
+	// contMu orders the automatic "100 Continue", written by whichever
+	// goroutine first reads the body, with the handler's own writes;
+	// noContinue is set once the final response or a hijack is decided.
+	contMu     sync.Mutex
+	noContinue bool
 }
 
 func (w *h1Response) Header() http.Header { return w.header }
@@ -378,14 +385,19 @@ func (w *h1Response) WriteHeader(code int) {
 	}
 	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
 		// Interim response: written at once, the final one follows.
+		if w.expect {
+			w.contMu.Lock()
+			defer w.contMu.Unlock()
+			w.noContinue = w.noContinue || code == http.StatusContinue
+		}
 		bw := w.sc.bw
 		writeStatusLine(bw, w.req.ProtoAtLeast(1, 1), code)
 		writeHeaderLines(bw, w.header)
 		bw.WriteString("\r\n")
 		bw.Flush()
-		w.interimSent = true
 		return
 	}
+	w.stopContinue()
 	w.status = code
 	if v := w.header.Get("Content-Length"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -517,6 +529,11 @@ func (w *h1Response) finish() bool {
 		w.WriteHeader(http.StatusOK)
 	}
 	if !w.committed {
+		// A request body that will not be drained closes the
+		// connection: the head says so.
+		if w.body.rc != nil && !w.body.drainable() {
+			w.closeAfter = true
+		}
 		w.commit(true)
 	}
 	bw := w.sc.bw
@@ -531,25 +548,13 @@ func (w *h1Response) finish() bool {
 	if w.cl >= 0 && !w.noBody && w.written != w.cl {
 		return false // the handler wrote less than it declared
 	}
-	if w.closeAfter {
-		return false
-	}
-	return w.drainBody()
+	return !w.closeAfter && w.drainBody()
 }
 
 // drainBody reads what the handler left of the request body so the next
-// request can be parsed; more than 256 KiB (or a body the client was never
-// told to send) closes the connection instead.
+// request can be parsed; more than maxDrain closes the connection instead.
 func (w *h1Response) drainBody() bool {
-	r := w.req
-	if r.Body == nil || r.Body == http.NoBody {
-		return true
-	}
-	if w.expect != nil && !w.expect.sent {
-		return false
-	}
-	_, err := io.CopyN(io.Discard, r.Body, 256<<10+1)
-	return err == io.EOF
+	return w.body.rc == nil || w.body.drain()
 }
 
 // Hijack hands the connection to the handler (protocol upgrades through
@@ -561,6 +566,7 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.committed {
 		return nil, nil, errors.New("hijack after the response started")
 	}
+	w.stopContinue()
 	w.hijacked = true
 	c := w.sc.c
 	c.SetDeadline(time.Time{})
@@ -568,28 +574,104 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return c, bufio.NewReadWriter(w.sc.br, w.sc.bw), nil
 }
 
-// expectContinue sends "100 Continue" when the handler first reads the body.
-type expectContinue struct {
-	body io.ReadCloser
-	w    *h1Response
-	sent bool
+// sendContinue writes "100 Continue" unless the final response, a hijack
+// or an earlier one came first.
+func (w *h1Response) sendContinue() error {
+	w.contMu.Lock()
+	defer w.contMu.Unlock()
+	if w.noContinue {
+		return nil
+	}
+	w.noContinue = true
+	bw := w.sc.bw
+	bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+	return bw.Flush()
 }
 
-func (e *expectContinue) Read(p []byte) (int, error) {
-	if !e.sent {
-		e.sent = true
-		if !e.w.committed && !e.w.hijacked {
-			bw := e.w.sc.bw
-			bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			if err := bw.Flush(); err != nil {
-				return 0, err
-			}
+// stopContinue keeps the body's reader from writing "100 Continue": the
+// handler is about to write to the connection itself.
+func (w *h1Response) stopContinue() {
+	if w.expect {
+		w.contMu.Lock()
+		w.noContinue = true
+		w.contMu.Unlock()
+	}
+}
+
+// h1Body is the request body the handler reads; the first read sends
+// "100 Continue" to a client that waits for it. Close only ends reading:
+// closing the body http.ReadRequest returns reads it to its end, however
+// long (only net/http's server can make it stop early), and a closed body
+// cannot be drained after the handler, so the connection was lost too.
+// mu orders reads with Close and that drain: a read may run on another
+// goroutine (the transport under httputil.ReverseProxy) and outlive the
+// handler, as net/http allows.
+type h1Body struct {
+	mu     sync.Mutex
+	rc     io.ReadCloser
+	w      *h1Response
+	n      int64 // bytes read
+	closed bool
+	eof    bool
+}
+
+// maxDrain is how much of a request body the handler left unread is read
+// and discarded to keep the connection (net/http's limit).
+const maxDrain = 256 << 10
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.w.expect {
+		if err := b.w.sendContinue(); err != nil {
+			return 0, err
 		}
 	}
-	return e.body.Read(p)
+	n, err := b.rc.Read(p)
+	b.n += int64(n)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
 }
 
-func (e *expectContinue) Close() error { return e.body.Close() }
+func (b *h1Body) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return nil
+}
+
+// drain ends reading, reads what is left of the body (at most maxDrain)
+// and reports whether the body was read to its end.
+func (b *h1Body) drain() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.closed = true
+	if !b.eof && b.drainableLocked() {
+		_, err := io.CopyN(io.Discard, b.rc, maxDrain+1)
+		b.eof = err == io.EOF
+	}
+	return b.eof
+}
+
+// drainable reports whether the body was read to its end or drain may
+// succeed: what is left is not declared longer than maxDrain, and the
+// client did not wait for "100 Continue" (it may or may not send what the
+// handler did not read).
+func (b *h1Body) drainable() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.drainableLocked()
+}
+
+func (b *h1Body) drainableLocked() bool {
+	cl := b.w.req.ContentLength
+	return b.eof || !b.w.expect && (cl < 0 || cl-b.n <= maxDrain)
+}
 
 func writeStatusLine(bw *bufio.Writer, is11 bool, code int) {
 	if is11 {

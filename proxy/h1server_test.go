@@ -249,8 +249,8 @@ func TestH1ServerExpectContinue(t *testing.T) {
 		c := dialH1(t, addr)
 		c.send(t, "PUT /ignore HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
 		resp, body := c.response(t, "PUT")
-		if resp.StatusCode != 200 || body != "not reading" {
-			t.Fatalf("got %d %q, want the final answer and no 100", resp.StatusCode, body)
+		if resp.StatusCode != 200 || body != "not reading" || !resp.Close {
+			t.Fatalf("got %d %q close=%v, want the final answer (no 100) and close", resp.StatusCode, body, resp.Close)
 		}
 		// The client may or may not send the body now: the connection
 		// cannot be reused.
@@ -265,6 +265,55 @@ func TestH1ServerExpectContinue(t *testing.T) {
 		}
 		c.closed(t)
 	})
+}
+
+// TestH1ServerExpectContinueConcurrentRead reads the body on another
+// goroutine while the handler answers, as the transport under
+// httputil.ReverseProxy does: the automatic "100 Continue" is written by
+// that goroutine and must be ordered with the handler's writes (the race
+// detector tells).
+func TestH1ServerExpectContinueConcurrentRead(t *testing.T) {
+	_, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		read := make(chan []byte)
+		go func() {
+			b, _ := io.ReadAll(r.Body)
+			read <- b
+		}()
+		time.Sleep(20 * time.Millisecond) // the body is asked for first
+		w.Header().Set("Content-Length", "7")
+		io.WriteString(w, "answer ")
+		w.(http.Flusher).Flush()
+		if b := <-read; string(b) != "hello" {
+			t.Errorf("body read: %q", b)
+		}
+	})
+	c := dialH1(t, addr)
+	c.send(t, "PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whether the 100 or the answer comes first, the client may send
+	// the body now.
+	c.send(t, "hello")
+	if resp.StatusCode == http.StatusContinue {
+		resp, err = http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(b) != "answer " || err != nil {
+		t.Fatalf("got %d %q %v", resp.StatusCode, b, err)
+	}
+	if resp.Close {
+		c.closed(t)
+		return
+	}
+	c.send(t, "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+	if resp, _ := c.response(t, "GET"); resp.StatusCode != 200 {
+		t.Fatalf("next request: %d", resp.StatusCode)
+	}
 }
 
 func TestH1ServerFlushAndTrailers(t *testing.T) {
@@ -405,8 +454,8 @@ func TestH1ServerBadRequests(t *testing.T) {
 		{"malformed Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
 		{"conflicting lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
 		{"negative length", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400},
-		{"HTTP/2 on HTTP/1", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
 		{"garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400},
+		{"HTTP/2 on HTTP/1", "GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505},
 		{"oversized header", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 8<<10) + "\r\n\r\n", 431},
 		{"many header lines", "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: b\r\n", 1000) + "\r\n", 431},
 	} {
@@ -490,7 +539,7 @@ func TestH1ServerRequestBodyDrain(t *testing.T) {
 	post := func(path string, n int) string {
 		return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: " + strconv.Itoa(n) + "\r\n\r\n" + strings.Repeat("b", n)
 	}
-	for _, path := range []string{"/ignore", "/part"} {
+	for _, path := range []string{"/ignore", "/part", "/close", "/all-close"} {
 		t.Run("small unread body is drained"+path, func(t *testing.T) {
 			c := dialH1(t, addr)
 			c.send(t, post(path, 100<<10)+"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -501,17 +550,28 @@ func TestH1ServerRequestBodyDrain(t *testing.T) {
 			}
 		})
 	}
-	for _, path := range []string{"/ignore"} {
+	for _, path := range []string{"/ignore", "/close"} {
 		t.Run("large unread body closes"+path, func(t *testing.T) {
 			c := dialH1(t, addr)
 			go io.WriteString(c, post(path, 300<<10)+"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
 			resp, body := c.response(t, "POST")
-			if resp.StatusCode != 200 || body != "answer "+path {
-				t.Fatalf("got %d %q", resp.StatusCode, body)
+			if resp.StatusCode != 200 || body != "answer "+path || !resp.Close {
+				t.Fatalf("got %d %q close=%v, want the answer and Connection: close", resp.StatusCode, body, resp.Close)
 			}
 			c.closed(t)
 		})
 	}
+	t.Run("closed body is not read to its end", func(t *testing.T) {
+		// The client declares 64 MiB and sends a little: the answer
+		// must not wait for the rest.
+		c := dialH1(t, addr)
+		c.send(t, "POST /close HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\n"+strings.Repeat("b", 1000))
+		resp, body := c.response(t, "POST")
+		if resp.StatusCode != 200 || body != "answer /close" {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+		c.closed(t)
+	})
 }
 
 func TestH1ServerReadHeaderTimeout(t *testing.T) {
