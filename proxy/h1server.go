@@ -361,7 +361,8 @@ type h1Response struct {
 	noBody     bool
 	closeAfter bool
 	hijacked   bool
-	cl         int64 // declared Content-Length, -1 if none
+	cl         int64  // declared Content-Length, -1 if none
+	clHeader   string // its header value, as declared
 	written    int64
 	buf        []byte // body written before the head was committed
 	body       h1Body // the request body, if there is one (body.rc != nil)
@@ -404,7 +405,7 @@ func (w *h1Response) WriteHeader(code int) {
 		if err != nil || n < 0 {
 			delete(w.header, "Content-Length")
 		} else {
-			w.cl = n
+			w.cl, w.clHeader = n, v
 		}
 	}
 	m := w.req.Method
@@ -483,13 +484,20 @@ func (w *h1Response) commit(done bool) error {
 			delete(h, "Content-Length")
 		}
 	case w.cl >= 0:
+		// The length declared at WriteHeader frames the body: header
+		// changes after it must have no effect (http.ResponseWriter).
+		if vs := h["Content-Length"]; len(vs) != 1 || vs[0] != w.clHeader {
+			h["Content-Length"] = []string{w.clHeader}
+		}
 	case done:
 		w.cl = int64(len(w.buf))
 		h["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
 	case w.req.ProtoAtLeast(1, 1):
 		w.chunked = true
+		delete(h, "Content-Length") // set after WriteHeader
 	default:
 		w.closeAfter = true // HTTP/1.0, unknown length: the close ends it
+		delete(h, "Content-Length")
 	}
 	if w.req.Close || w.sc.srv.shuttingDown() || httpHeaderHasToken(h, "Connection", "close") {
 		w.closeAfter = true
