@@ -489,7 +489,7 @@ func (w *h1Response) commit(done bool) error {
 		if vs := h["Content-Length"]; len(vs) != 1 || vs[0] != w.clHeader {
 			h["Content-Length"] = []string{w.clHeader}
 		}
-	case done:
+	case done && (!hasTrailers(h) || !w.req.ProtoAtLeast(1, 1)):
 		w.cl = int64(len(w.buf))
 		h["Content-Length"] = []string{strconv.Itoa(len(w.buf))}
 	case w.req.ProtoAtLeast(1, 1):
@@ -714,6 +714,20 @@ func writeHeaderLines(bw *bufio.Writer, h http.Header) {
 			bw.WriteString("\r\n")
 		}
 	}
+}
+
+// hasTrailers reports whether the handler declared or set trailers: only a
+// chunked body carries them, so a short body is not given a length then.
+func hasTrailers(h http.Header) bool {
+	if _, ok := h["Trailer"]; ok {
+		return true
+	}
+	for k := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeTrailers writes the trailers a handler set after the head: keys

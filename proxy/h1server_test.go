@@ -369,6 +369,20 @@ func TestH1ServerFlushAndTrailers(t *testing.T) {
 	}
 }
 
+func TestH1ServerTrailersWithoutFlush(t *testing.T) {
+	_, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Sum")
+		io.WriteString(w, "short")
+		w.Header().Set("X-Sum", "42")
+	})
+	c := dialH1(t, addr)
+	c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body := c.response(t, "GET")
+	if body != "short" || resp.Trailer.Get("X-Sum") != "42" {
+		t.Fatalf("got %q trailer %v (length %d), want the declared trailer delivered", body, resp.Trailer, resp.ContentLength)
+	}
+}
+
 func TestH1ServerFraming(t *testing.T) {
 	_, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
