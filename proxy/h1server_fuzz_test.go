@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,6 +38,8 @@ func FuzzH1Server(f *testing.F) {
 		"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHo",
 		"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
 		"GET http://peer.example/x?y HTTP/1.1\r\nHost: other\r\n\r\n",
+		"POST /close HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n0123456789GET /len HTTP/1.1\r\nHost: x\r\n\r\n",
+		"POST /len HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nPOST /close HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello",
 	} {
 		f.Add([]byte(s))
 	}
@@ -48,9 +51,23 @@ func FuzzH1Server(f *testing.F) {
 		mu.Lock()
 		methods = append(methods, r.Method)
 		mu.Unlock()
-		if r.URL.Path == "/flush" {
+		switch r.URL.Path {
+		case "/flush":
 			io.WriteString(w, "flushed ")
 			w.(http.Flusher).Flush()
+		case "/close":
+			// Read a little and close: the rest is drained or the
+			// connection closed.
+			b := make([]byte, 3)
+			n, _ := io.ReadFull(r.Body, b)
+			r.Body.Close()
+			w.Write(b[:n])
+			return
+		case "/len":
+			b, _ := io.ReadAll(r.Body)
+			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+			w.Write(b)
+			return
 		}
 		io.Copy(w, r.Body)
 		if r.URL.Path == "/trailer" {
