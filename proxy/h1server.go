@@ -561,8 +561,22 @@ func (w *h1Response) finish() bool {
 
 // drainBody reads what the handler left of the request body so the next
 // request can be parsed; more than maxDrain closes the connection instead.
+// Without a ReadTimeout the drain is bounded by the header timeout: a
+// client that declares a body and never sends it does not hold the
+// connection past the limits a new request would have.
 func (w *h1Response) drainBody() bool {
-	return w.body.rc == nil || w.body.drain()
+	if w.body.rc == nil {
+		return true
+	}
+	if l := w.sc.srv.limits; l.ReadTimeout <= 0 && l.ReadHeaderTimeout > 0 {
+		w.body.mu.Lock()
+		eof := w.body.eof
+		w.body.mu.Unlock()
+		if !eof {
+			w.sc.c.SetReadDeadline(time.Now().Add(l.ReadHeaderTimeout))
+		}
+	}
+	return w.body.drain()
 }
 
 // Hijack hands the connection to the handler (protocol upgrades through

@@ -769,3 +769,26 @@ func TestH1ServerHijack(t *testing.T) {
 	}
 	c.closed(t)
 }
+
+// A client that declares a small body and never sends it is not served
+// past the header timeout while its leftover body is drained (there is no
+// ReadTimeout by default).
+func TestH1ServerDrainBounded(t *testing.T) {
+	l := h1TestLimits()
+	l.ReadTimeout = 0
+	l.ReadHeaderTimeout = 300 * time.Millisecond
+	l.IdleTimeout = 5 * time.Second
+	_, addr, _ := startH1(t, l, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "answered without the body")
+	})
+	c := dialH1(t, addr)
+	c.send(t, "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly this")
+	if resp, body := c.response(t, "POST"); resp.StatusCode != 200 || body != "answered without the body" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	start := time.Now()
+	c.closed(t)
+	if took := time.Since(start); took > 1200*time.Millisecond {
+		t.Fatalf("connection held %v draining a body that never came, want about the 300ms header timeout", took)
+	}
+}
