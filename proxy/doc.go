@@ -40,10 +40,16 @@
 // turns that off). A failed forward (backend down, 502) adds a follow-up
 // record naming the request's sequence number.
 //
-// Hot path: requests are forwarded by a small HTTP/1.1 client (upstream.go)
-// that pools keep-alive connections per backend and per peer and does each
-// exchange on the handler's goroutine; httputil.ReverseProxy only carries
-// protocol upgrades (and HTTP/2 to peers when Config.HTTP2ToPeers is set).
+// Hot path: HTTP/1.x connections (inbound and outbound) are served by a
+// connection loop of this package (h1server.go: net/http's request parser,
+// limits and error answers; one goroutine per connection, nothing per
+// request), HTTP/2 by net/http's server. Requests are forwarded by a small
+// HTTP/1.1 client (upstream.go) that pools keep-alive connections per
+// backend and per peer and does each exchange on the handler's goroutine;
+// httputil.ReverseProxy only carries protocol upgrades (and HTTP/2 to peers
+// when Config.HTTP2ToPeers is set). A client that goes away mid-call is
+// noticed when its response is written; the upstream call is bounded by
+// Limits.BackendTimeout.
 //
 // Lifecycle: trust and certificate changes apply to new handshakes only.
 // StateChanged re-evaluates live connections: those of a peer that is no
