@@ -231,8 +231,13 @@ func (u *upstream) forwardGated(ctx context.Context, w http.ResponseWriter, r *h
 		if err != nil {
 			return err
 		}
+		// One watcher for the whole exchange: a cancelled call (client
+		// gone, peer revoked) breaks the upstream connection's reads and
+		// writes at once.
+		stop := context.AfterFunc(ctx, func() { uc.c.SetDeadline(longAgo) })
 		resp, err := u.exchange(ctx, uc, r, host, uri)
 		if err != nil {
+			stop()
 			uc.close()
 			// A pooled connection the server closed while idle fails
 			// before any response byte; retry a bodyless safe request once
@@ -246,14 +251,20 @@ func (u *upstream) forwardGated(ctx context.Context, w http.ResponseWriter, r *h
 			}
 			return err
 		}
+		if ctx.Err() != nil {
+			// Cancelled after the head was read: exchange may have
+			// cleared the watcher's deadline.
+			uc.c.SetDeadline(longAgo)
+		}
 		if gate != nil {
 			if err := gate(); err != nil {
+				stop()
 				resp.Body.Close()
 				uc.close()
 				return err
 			}
 		}
-		u.respond(ctx, w, r, uc, resp)
+		u.respond(w, r, uc, resp, stop)
 		return nil
 	}
 }
@@ -263,8 +274,6 @@ func safeMethod(m string) bool {
 }
 
 func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, host, uri string) (*http.Response, error) {
-	stop := context.AfterFunc(ctx, func() { uc.c.SetDeadline(longAgo) })
-	defer stop()
 	if err := writeRequest(uc.bw, r, host, uri); err != nil {
 		return nil, fmt.Errorf("%w: write: %w", errNoResponse, err)
 	}
@@ -291,7 +300,12 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, ho
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			return nil, errors.New("upstream switched protocols on a plain request")
 		}
-		uc.c.SetReadDeadline(time.Time{})
+		if u.respTimeout <= 0 || resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
+			// The body is read from the socket: no response timeout on
+			// it (streams may be long). A body already buffered needs
+			// no more reads, and the next exchange sets its own deadline.
+			uc.c.SetReadDeadline(time.Time{})
+		}
 		return resp, nil
 	}
 }
@@ -381,8 +395,9 @@ func copyChunked(bw *bufio.Writer, src io.Reader, buf []byte) error {
 	}
 }
 
-// respond streams resp to w, then pools or closes the connection.
-func (u *upstream) respond(ctx context.Context, w http.ResponseWriter, r *http.Request, uc *upConn, resp *http.Response) {
+// respond streams resp to w, then pools or closes the connection; stop
+// ends the exchange's cancellation watcher (false: it fired).
+func (u *upstream) respond(w http.ResponseWriter, r *http.Request, uc *upConn, resp *http.Response, stop func() bool) {
 	dst := w.Header()
 	for k, vs := range resp.Header {
 		if hopHeaders[k] {
@@ -391,7 +406,6 @@ func (u *upstream) respond(ctx context.Context, w http.ResponseWriter, r *http.R
 		dst[k] = vs
 	}
 	w.WriteHeader(resp.StatusCode)
-	stop := context.AfterFunc(ctx, func() { uc.c.SetDeadline(longAgo) })
 	bp := bufPool.Get().(*[]byte)
 	var err error
 	if resp.ContentLength != 0 && r.Method != http.MethodHead {
