@@ -60,6 +60,7 @@ type srvConn struct {
 	cancel context.CancelFunc
 	idle   atomic.Bool
 	remote string
+	raw    []byte // header block of a request that arrived in pieces
 }
 
 // limitReader caps what the header parser may read (MaxHeaderBytes plus
@@ -67,6 +68,7 @@ type srvConn struct {
 type limitReader struct {
 	r      io.Reader
 	remain int64
+	tee    *[]byte // when set, a copy of what is read (a header not yet buffered)
 }
 
 func (l *limitReader) Read(p []byte) (int, error) {
@@ -78,6 +80,9 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	}
 	n, err := l.r.Read(p)
 	l.remain -= int64(n)
+	if l.tee != nil {
+		*l.tee = append(*l.tee, p[:n]...)
+	}
 	return n, err
 }
 
@@ -230,16 +235,37 @@ func (sc *srvConn) serve(ctx context.Context) {
 		}
 		sc.idle.Store(false)
 		start := time.Now()
-		if n > 0 && !headerBuffered(sc.br) {
+		// The raw header block: net/http's parser drops a Content-Length
+		// next to Transfer-Encoding (and ignores Transfer-Encoding in
+		// HTTP/1.0), so the framing fields are looked for here first.
+		buf, _ := sc.br.Peek(sc.br.Buffered())
+		end := headerEnd(buf)
+		var f framing
+		if end >= 0 {
+			f = rawFraming(buf[:end])
+		} else {
 			// The header is still arriving: one header timeout from its
-			// first byte (a whole buffered header needs no more reads).
-			if l.ReadHeaderTimeout > 0 {
-				sc.c.SetReadDeadline(start.Add(l.ReadHeaderTimeout))
-			} else {
-				sc.c.SetReadDeadline(time.Time{})
+			// first byte, and a copy of it for the framing check.
+			if n > 0 {
+				if l.ReadHeaderTimeout > 0 {
+					sc.c.SetReadDeadline(start.Add(l.ReadHeaderTimeout))
+				} else {
+					sc.c.SetReadDeadline(time.Time{})
+				}
 			}
+			sc.raw = append(sc.raw[:0], buf...)
+			sc.lr.tee = &sc.raw
 		}
 		r, err := http.ReadRequest(sc.br)
+		if sc.lr.tee != nil {
+			sc.lr.tee = nil
+			if e := headerEnd(sc.raw); e >= 0 {
+				f = rawFraming(sc.raw[:e])
+			}
+			if cap(sc.raw) > 16<<10 {
+				sc.raw = nil
+			}
+		}
 		if err != nil {
 			// Before the limit is lifted: a header cut at the limit
 			// often fails as a malformed line, not as the limit's error.
@@ -251,7 +277,19 @@ func (sc *srvConn) serve(ctx context.Context) {
 			sc.replyError(code, msg)
 			return
 		}
+		if f.te && !r.ProtoAtLeast(1, 1) {
+			// RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding
+			// has faulty framing.
+			sc.replyError(http.StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 request")
+			return
+		}
 		w := &h1Response{sc: sc, req: r, header: make(http.Header, 8), cl: -1}
+		if f.te && f.cl {
+			// RFC 9112 6.3: the body is read as chunked (ReadRequest did
+			// that) and the connection closed after the response; the
+			// handler may refuse the request outright (LengthConflict).
+			w.lengthConflict, w.closeAfter = true, true
+		}
 		body := r.Body != http.NoBody
 		if body {
 			if l.ReadTimeout > 0 {
@@ -288,10 +326,47 @@ func (sc *srvConn) serve(ctx context.Context) {
 	}
 }
 
-// headerBuffered reports whether a whole header block is already buffered.
-func headerBuffered(br *bufio.Reader) bool {
-	b, _ := br.Peek(br.Buffered())
-	return bytes.Contains(b, []byte("\r\n\r\n"))
+// headerEnd returns the length of the header block at the start of b (up
+// to its empty line, CRLF or bare LF as textproto accepts), or -1 when b
+// does not hold all of it.
+func headerEnd(b []byte) int {
+	end := -1
+	if i := bytes.Index(b, []byte("\n\r\n")); i >= 0 {
+		end = i + 3
+	}
+	if i := bytes.Index(b, []byte("\n\n")); i >= 0 && (end < 0 || i+2 < end) {
+		end = i + 2
+	}
+	return end
+}
+
+// framing says which message-length fields a raw header block has.
+type framing struct{ cl, te bool }
+
+// rawFraming looks for Content-Length and Transfer-Encoding fields in a
+// raw header block (the request line is skipped).
+func rawFraming(hdr []byte) framing {
+	var f framing
+	for {
+		i := bytes.IndexByte(hdr, '\n')
+		if i < 0 {
+			return f
+		}
+		hdr = hdr[i+1:]
+		if len(hdr) == 0 {
+			return f
+		}
+		switch hdr[0] | 0x20 {
+		case 'c':
+			f.cl = f.cl || hasFoldPrefix(hdr, "content-length:")
+		case 't':
+			f.te = f.te || hasFoldPrefix(hdr, "transfer-encoding:")
+		}
+	}
+}
+
+func hasFoldPrefix(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
 }
 
 // checkRequest applies the checks net/http's server makes after parsing
@@ -361,12 +436,15 @@ type h1Response struct {
 	noBody     bool
 	closeAfter bool
 	hijacked   bool
-	cl         int64  // declared Content-Length, -1 if none
-	clHeader   string // its header value, as declared
-	written    int64
-	buf        []byte // body written before the head was committed
-	body       h1Body // the request body, if there is one (body.rc != nil)
-	expect     bool   // the client waits for "100 Continue" to send the body
+	// lengthConflict: the request had both Content-Length and
+	// Transfer-Encoding (see LengthConflict).
+	lengthConflict bool
+	cl             int64  // declared Content-Length, -1 if none
+	clHeader       string // its header value, as declared
+	written        int64
+	buf            []byte // body written before the head was committed
+	body           h1Body // the request body, if there is one (body.rc != nil)
+	expect         bool   // the client waits for "100 Continue" to send the body
 
 	// contMu orders the automatic "100 Continue", written by whichever
 	// goroutine first reads the body, with the handler's own writes;
@@ -376,6 +454,11 @@ type h1Response struct {
 }
 
 func (w *h1Response) Header() http.Header { return w.header }
+
+// LengthConflict reports whether the request carried both Content-Length
+// and Transfer-Encoding (request smuggling's usual form); the connection is
+// closed after the response either way.
+func (w *h1Response) LengthConflict() bool { return w.lengthConflict }
 
 func (w *h1Response) WriteHeader(code int) {
 	if w.committed || w.status != 0 || w.hijacked {

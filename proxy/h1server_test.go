@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -790,5 +791,93 @@ func TestH1ServerDrainBounded(t *testing.T) {
 	c.closed(t)
 	if took := time.Since(start); took > 1200*time.Millisecond {
 		t.Fatalf("connection held %v draining a body that never came, want about the 300ms header timeout", took)
+	}
+}
+
+// A request with both Content-Length and Transfer-Encoding is read as
+// chunked, the handler is told (LengthConflict), and the connection is
+// closed after the response (RFC 9112 6.3), whether the header arrived in
+// one piece or dribbled in.
+func TestH1ServerLengthConflict(t *testing.T) {
+	var conflict atomic.Bool
+	_, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		conflict.Store(w.(interface{ LengthConflict() bool }).LengthConflict())
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, "body "+string(b))
+	})
+	req := "POST /a HTTP/1.1\r\nHost: x\r\nContent-length: 40\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, pieces := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pieces=%v", pieces), func(t *testing.T) {
+			conflict.Store(false)
+			c := dialH1(t, addr)
+			if pieces {
+				c.send(t, req[:30])
+				time.Sleep(50 * time.Millisecond)
+				c.send(t, req[30:])
+			} else {
+				c.send(t, req)
+			}
+			resp, body := c.response(t, "POST")
+			if resp.StatusCode != 200 || body != "body hello" || !resp.Close || !conflict.Load() {
+				t.Fatalf("got %d %q close=%v conflict=%v, want the chunked body, Connection: close and the conflict flagged", resp.StatusCode, body, resp.Close, conflict.Load())
+			}
+			c.closed(t) // the smuggled GET is never served
+		})
+	}
+	t.Run("either alone is fine", func(t *testing.T) {
+		conflict.Store(true)
+		c := dialH1(t, addr)
+		c.send(t, "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+		if resp, body := c.response(t, "POST"); body != "body ok" || resp.Close || conflict.Load() {
+			t.Fatalf("got %q close=%v conflict=%v", body, resp.Close, conflict.Load())
+		}
+		// A body line that looks like a header field is not the header.
+		c.send(t, "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 22\r\n\r\nx\ntransfer-encoding: y")
+		if resp, body := c.response(t, "POST"); body != "body x\ntransfer-encoding: y" || resp.Close || conflict.Load() {
+			t.Fatalf("got %q close=%v conflict=%v", body, resp.Close, conflict.Load())
+		}
+	})
+}
+
+// RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request means faulty
+// framing (net/http's parser ignores the field there).
+func TestH1ServerHTTP10TransferEncoding(t *testing.T) {
+	called := make(chan struct{}, 1)
+	_, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) { called <- struct{}{} })
+	c := dialH1(t, addr)
+	c.send(t, "POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc")
+	if resp, _ := c.response(t, "POST"); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400", resp.StatusCode)
+	}
+	c.closed(t)
+	select {
+	case <-called:
+		t.Fatal("handler called")
+	default:
+	}
+}
+
+func TestRawFraming(t *testing.T) {
+	for _, tc := range []struct {
+		hdr    string
+		cl, te bool
+	}{
+		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false, false},
+		{"POST / HTTP/1.1\r\ncontent-LENGTH: 3\r\n\r\n", true, false},
+		{"POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n", false, true},
+		{"POST /content-length: HTTP/1.1\r\nX-Content-Length: 1\r\nX: transfer-encoding:\r\n\r\n", false, false},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n", true, true},
+	} {
+		end := headerEnd([]byte(tc.hdr))
+		if end != len(tc.hdr) {
+			t.Errorf("%q: header end %d, want %d", tc.hdr, end, len(tc.hdr))
+			continue
+		}
+		if f := rawFraming([]byte(tc.hdr[:end])); f.cl != tc.cl || f.te != tc.te {
+			t.Errorf("%q: got %+v, want cl=%v te=%v", tc.hdr, f, tc.cl, tc.te)
+		}
+	}
+	if headerEnd([]byte("GET / HTTP/1.1\r\nHost: x\r\n")) != -1 {
+		t.Error("an unfinished header has an end")
 	}
 }

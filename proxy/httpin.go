@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -132,35 +131,14 @@ func bearer(h http.Header) string {
 	return ""
 }
 
-// smuggled reports whether an HTTP/1.x chunked request also carried a
-// Content-Length in its raw header block. net/http drops the Content-Length
-// (RFC 9112 lets an intermediary do so) but the issue asks to refuse such
+// smuggled reports whether an HTTP/1.x request carried both
+// Content-Length and Transfer-Encoding: net/http's parser drops the
+// Content-Length (RFC 9112 lets an intermediary do so), the HTTP/1 server
+// loop sees it in the raw header, and the issue asks to refuse such
 // messages outright.
-func smuggled(c *h1Conn, r *http.Request) bool {
-	if c == nil || len(r.TransferEncoding) == 0 || len(c.last) == 0 {
-		return false
-	}
-	buf := c.last
-	line := r.Method + " " + r.RequestURI + " "
-	i := bytes.Index(buf, []byte(line))
-	if i < 0 {
-		return false
-	}
-	hdr := buf[i:]
-	if j := bytes.Index(hdr, []byte("\r\n\r\n")); j >= 0 {
-		hdr = hdr[:j]
-	}
-	for len(hdr) > 0 {
-		k := bytes.IndexByte(hdr, '\n')
-		if k < 0 {
-			break
-		}
-		hdr = hdr[k+1:]
-		if len(hdr) >= 15 && bytes.EqualFold(hdr[:15], []byte("content-length:")) {
-			return true
-		}
-	}
-	return false
+func smuggled(w http.ResponseWriter) bool {
+	lc, ok := w.(interface{ LengthConflict() bool })
+	return ok && lc.LengthConflict()
 }
 
 func (p *Proxy) inboundRecord(ic *inConn, r *http.Request, rt *route) audit.Record {
@@ -206,12 +184,11 @@ func (p *Proxy) serveInboundHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := p.matchRoute(r.URL.Path)
 	rec := p.inboundRecord(ic, r, rt)
 	migration := rec.Metadata["migration_id"] != ""
-	h1, _ := ic.conn.(*h1Conn)
 	switch {
 	case ic.isTerminating():
 		p.deny(ctx, w, dirInbound, ic.peerID, &denial{status: http.StatusForbidden, reason: ReasonConnectionRevoked}, &rec)
 		return
-	case smuggled(h1, r):
+	case smuggled(w):
 		w.Header().Set("Connection", "close")
 		p.deny(ctx, w, dirInbound, ic.peerID, &denial{status: http.StatusBadRequest, reason: ReasonSmuggling,
 			detail: "both Transfer-Encoding and Content-Length"}, &rec)

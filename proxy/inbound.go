@@ -194,10 +194,9 @@ func (p *Proxy) handshakeInbound(raw net.Conn) {
 		return
 	}
 	if cs.NegotiatedProtocol != "h2" {
-		hc := &h1Conn{Conn: tc}
-		ic.conn = hc
-		p.conns.add(hc, ic)
-		p.h1in.serveConn(hc)
+		ic.conn = tc
+		p.conns.add(tc, ic)
+		p.h1in.serveConn(tc)
 		return
 	}
 	ic.conn = tc
@@ -524,22 +523,6 @@ func (c *countConn) Write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	if c.out != nil && n > 0 {
 		c.out.Add(float64(n))
-	}
-	return n, err
-}
-
-// h1Conn wraps an HTTP/1.x TLS connection and remembers the last buffer it
-// filled, so the handler can look at the raw header block of a chunked
-// request for a conflicting Content-Length (net/http silently drops it).
-type h1Conn struct {
-	net.Conn
-	last []byte
-}
-
-func (c *h1Conn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.last = b[:n]
 	}
 	return n, err
 }
