@@ -168,8 +168,15 @@ func (s *h1Server) shutdown(ctx context.Context) error {
 		case <-done:
 			return nil
 		case <-ctx.Done():
+			// Closed connections and cancelled contexts end every
+			// handler of this package at once; a second is left for
+			// them, then shutdown returns regardless (as net/http does).
 			s.closeAll()
-			<-done
+			select {
+			case <-done:
+			case <-time.After(time.Second):
+				s.log.Warn("HTTP/1 connections still busy after shutdown closed them")
+			}
 			return ctx.Err()
 		case <-tick.C:
 		}
