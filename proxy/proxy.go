@@ -268,34 +268,30 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		emu  sync.Mutex
 		wg   sync.WaitGroup
 	)
-	for _, s := range []*http.Server{p.inSrv} {
-		if s == nil {
-			continue
-		}
+	shut := func(stop func(context.Context) error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.Shutdown(ctx); err != nil {
-				s.Close()
+			if err := stop(ctx); err != nil {
 				emu.Lock()
 				errs = append(errs, err)
 				emu.Unlock()
 			}
 		}()
 	}
-	for _, s := range []*h1Server{p.h1in, p.h1out} {
-		if s == nil {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := s.shutdown(ctx); err != nil {
-				emu.Lock()
-				errs = append(errs, err)
-				emu.Unlock()
+	if p.inSrv != nil { // HTTP/2
+		shut(func(ctx context.Context) error {
+			err := p.inSrv.Shutdown(ctx)
+			if err != nil {
+				p.inSrv.Close()
 			}
-		}()
+			return err
+		})
+	}
+	for _, s := range []*h1Server{p.h1in, p.h1out} {
+		if s != nil {
+			shut(s.shutdown)
+		}
 	}
 	wg.Wait()
 	l4done := make(chan struct{})
