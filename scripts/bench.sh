@@ -33,7 +33,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 section "proxy: two-hop federation path, fedgate pair vs nginx pair vs backend direct"
-run go test -run '^$' -bench 'BenchmarkPair' -benchtime "$(bt 3s 1s)" ./proxy/
+run go test -run '^$' -bench 'BenchmarkPair|BenchmarkHTTP1Server' -benchtime "$(bt 3s 1s)" ./proxy/
 if [ -x bench/proxy/run.sh ]; then
   run bench/proxy/run.sh
 fi
