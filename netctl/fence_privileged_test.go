@@ -186,6 +186,20 @@ func (s *sniffer) announcements(t0 time.Time, addr netip.Addr) []string {
 	return out
 }
 
+// quiet waits until no announcement for addr has been seen for d (a
+// burst on a loaded machine can run late), at most 5 s.
+func (s *sniffer) quiet(t *testing.T, addr netip.Addr, d time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < 5*time.Second {
+		time.Sleep(d / 4)
+		if time.Since(start) >= d && len(s.announcements(time.Now().Add(-d), addr)) == 0 {
+			return
+		}
+	}
+	t.Fatalf("announcements for %s never stopped: %v", addr, s.announcements(start, addr))
+}
+
 // ask sends one who-has (IPv4, through mdlayher/arp's client) or one
 // neighbour solicitation (IPv6) for addr from b, and returns who answered
 // within wait.
@@ -629,7 +643,7 @@ func TestPrivilegedFenceKernelAnnouncement(t *testing.T) {
 	a.MustDo(t, func() error {
 		return os.WriteFile("/proc/sys/net/ipv4/conf/wire0/arp_notify", []byte("1"), 0o644)
 	})
-	time.Sleep(300 * time.Millisecond) // the mount's own announcements are over
+	s.quiet(t, v.Addr.Addr(), 400*time.Millisecond) // the mount's own announcements are over
 	k0, err := n.fence.Kernel()
 	if err != nil {
 		t.Fatal(err)
