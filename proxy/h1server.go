@@ -56,7 +56,7 @@ type srvConn struct {
 	c      net.Conn
 	lr     limitReader
 	br     *bufio.Reader
-	bw     *bufio.Writer
+	bw     *bufio.Writer // from writerPool while a request is served
 	cancel context.CancelFunc
 	idle   atomic.Bool
 	remote string
@@ -122,7 +122,6 @@ func (s *h1Server) serveConn(c net.Conn) {
 	sc := &srvConn{srv: s, c: c, cancel: cancel, remote: c.RemoteAddr().String()}
 	sc.lr.r = c
 	sc.br = bufio.NewReaderSize(&sc.lr, 4<<10)
-	sc.bw = bufio.NewWriterSize(c, 4<<10)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -214,6 +213,7 @@ func (sc *srvConn) serve(ctx context.Context) {
 		}
 		if !hijacked {
 			sc.c.Close()
+			sc.releaseWriter()
 		}
 		sc.forget()
 	}()
@@ -241,6 +241,8 @@ func (sc *srvConn) serve(ctx context.Context) {
 			return
 		}
 		sc.idle.Store(false)
+		sc.bw = writerPool.Get().(*bufio.Writer)
+		sc.bw.Reset(sc.c)
 		start := time.Now()
 		// The raw header block: net/http's parser drops a Content-Length
 		// next to Transfer-Encoding (and ignores Transfer-Encoding in
@@ -324,12 +326,29 @@ func (sc *srvConn) serve(ctx context.Context) {
 			return
 		}
 		keep := w.finish()
+		if keep {
+			sc.releaseWriter()
+		}
 		if sc.srv.onIdle != nil {
 			sc.srv.onIdle(sc.c)
 		}
 		if !keep {
 			return
 		}
+	}
+}
+
+// writerPool holds the response buffers of connections between requests:
+// an idle keep-alive connection does not keep one (4 KiB each).
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+
+// releaseWriter returns the connection's response buffer to the pool (it
+// was flushed, or the connection is closed).
+func (sc *srvConn) releaseWriter() {
+	if sc.bw != nil {
+		sc.bw.Reset(nil)
+		writerPool.Put(sc.bw)
+		sc.bw = nil
 	}
 }
 
