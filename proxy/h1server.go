@@ -98,10 +98,7 @@ func (s *h1Server) serve(ln net.Listener) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTooManyFiles(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				time.Sleep(backoff)
+			if acceptPause(err, &backoff) {
 				continue
 			}
 			return
@@ -410,6 +407,8 @@ func checkRequest(r *http.Request) (int, string) {
 	case !httpguts.ValidHostHeader(r.Host):
 		return http.StatusBadRequest, "malformed Host header"
 	}
+	// textproto lets some invalid field names and values through (a
+	// space in a name, for one); net/http's server checks them again.
 	for k, vv := range r.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
 			return http.StatusBadRequest, "invalid header name"
@@ -670,22 +669,8 @@ func (w *h1Response) finish() bool {
 
 // drainBody reads what the handler left of the request body so the next
 // request can be parsed; more than maxDrain closes the connection instead.
-// Without a ReadTimeout the drain is bounded by the header timeout: a
-// client that declares a body and never sends it does not hold the
-// connection past the limits a new request would have.
 func (w *h1Response) drainBody() bool {
-	if w.body.rc == nil {
-		return true
-	}
-	if l := w.sc.srv.limits; l.ReadTimeout <= 0 && l.ReadHeaderTimeout > 0 {
-		w.body.mu.Lock()
-		eof := w.body.eof
-		w.body.mu.Unlock()
-		if !eof {
-			w.sc.c.SetReadDeadline(time.Now().Add(l.ReadHeaderTimeout))
-		}
-	}
-	return w.body.drain()
+	return w.body.rc == nil || w.body.drain()
 }
 
 // Hijack hands the connection to the handler (protocol upgrades through
@@ -783,6 +768,12 @@ func (b *h1Body) drain() bool {
 	defer b.mu.Unlock()
 	b.closed = true
 	if !b.eof && b.drainableLocked() {
+		// Without a ReadTimeout the drain is bounded by the header
+		// timeout: a client that declares a body and never sends it does
+		// not hold the connection past the limits a new request has.
+		if l := b.w.sc.srv.limits; l.ReadTimeout <= 0 && l.ReadHeaderTimeout > 0 {
+			b.w.sc.c.SetReadDeadline(time.Now().Add(l.ReadHeaderTimeout))
+		}
 		_, err := io.CopyN(io.Discard, b.rc, maxDrain+1)
 		b.eof = err == io.EOF
 	}
@@ -891,6 +882,14 @@ type cachedDate struct {
 
 var dateCache atomic.Pointer[cachedDate]
 
-func isTooManyFiles(err error) bool {
-	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+// acceptPause sleeps and reports true after a transient Accept error (a
+// timeout, or out of file descriptors), backing off from 5 ms to 1 s.
+func acceptPause(err error, backoff *time.Duration) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		*backoff = min(max(2**backoff, 5*time.Millisecond), time.Second)
+		time.Sleep(*backoff)
+		return true
+	}
+	return false
 }
