@@ -5,8 +5,9 @@
 # (c) the fedgate pair (bench/proxy/cmd/fedgate-pair, real pki CAs, durable
 # audit on both sites), interleaved a b c a b c ..., median of ROUNDS runs.
 # Then one-hop figures with a Go load generator that presents client
-# certificates: full and resumed handshake rates for nginx and fedgate
-# inbound, open-loop latency at 1,000 req/s (fedgate pair minus direct), and
+# certificates (the issue's "fedgate inbound L7" against nginx as an mTLS
+# reverse proxy): keep-alive throughput, full and resumed handshake rates,
+# open-loop latency at 1,000 req/s minus direct (one hop and two hops), and
 # memory per idle mTLS connection.
 #
 # Usage: bench/proxy/run.sh [ROUNDS] [DURATION]   (defaults 5, 10s)
@@ -93,6 +94,7 @@ for r in $(seq "$ROUNDS"); do
   echo " round $r (load: $(cut -d' ' -f1-3 /proc/loadavg))"
   for k in $KINDS; do wrk_run "$k"; done
 done
+get() { sed -n "s/.*[ ]$1=\([0-9.-]*\).*/\1/p" <<<" $2"; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 col() { awk -v c="$2" '{print $c}' "$WORK/$1.txt" | median; }
 echo "== medians"
@@ -103,25 +105,58 @@ awk -v f="$(col fedgate 1)" -v s="$(col fg-strict 1)" -v o="$(col fg-noaudit 1)"
   'BEGIN {printf "  ratio fedgate/nginx     %.2f\n  ratio fedgate/direct    %.2f\n  ratio fg-strict/nginx   %.2f\n  ratio fg-noaudit/nginx  %.2f\n  ratio nginx/direct      %.2f\n", f/n, f/d, s/n, o/n, n/d}'
 
 LG="$WORK/bin/loadgen"
-echo "== one hop with client certificates (Go load generator; first line checks it against the backend)"
-"$LG" -url http://127.0.0.1:18080/ -mode keepalive -c 16 -d 5s | sed 's/^/  direct  /'
+CERT=(-cert "$WORK/fg/a.pem" -key "$WORK/fg/a.key")
+NCERT=(-cert "$WORK/nginx/client.pem" -key "$WORK/nginx/client.key")
+declare -A URL1=([nginx]=https://127.0.0.1:18443/ [fedgate]=https://127.0.0.1:18453/ [fg-noaudit]=https://127.0.0.1:18455/)
+# lg1 KIND ARGS...: the load generator against KIND's inbound listener, with
+# the client certificate that listener trusts.
+lg1() {
+  local k=$1; shift
+  if [ "$k" = nginx ]; then "$LG" -url "${URL1[$k]}" "${NCERT[@]}" "$@"; else "$LG" -url "${URL1[$k]}" -host "$HOST" "${CERT[@]}" "$@"; fi
+}
+echo "== one hop with client certificates (Go load generator, -c 32, keep-alive; $ROUNDS interleaved rounds)"
+echo "   the generator shares the 2 cores: its own ceiling is the 'direct' line (plain HTTP to the backend)"
+for r in $(seq "$ROUNDS"); do
+  for k in direct nginx fedgate fg-noaudit; do
+    if [ "$k" = direct ]; then o=$("$LG" -url http://127.0.0.1:18080/ -mode keepalive -c 32 -d "$DUR")
+    else o=$(lg1 "$k" -mode keepalive -c 32 -d "$DUR"); fi
+    printf '  %-10s %s\n' "$k" "$o"
+    echo "$(get rps "$o") $(get p50_ms "$o") $(get p99_ms "$o")" >>"$WORK/1hop-$k.txt"
+  done
+done
+echo "== one hop medians"
+for k in direct nginx fedgate fg-noaudit; do
+  printf '  %-10s %10.1f req/s  p50 %7.3f ms  p99 %8.3f ms\n' "$k" "$(col 1hop-$k 1)" "$(col 1hop-$k 2)" "$(col 1hop-$k 3)"
+done
+awk -v f="$(col 1hop-fedgate 1)" -v o="$(col 1hop-fg-noaudit 1)" -v n="$(col 1hop-nginx 1)" \
+  'BEGIN {printf "  ratio fedgate/nginx     %.2f\n  ratio fg-noaudit/nginx  %.2f\n", f/n, o/n}'
+echo "== handshakes, one hop (new TLS connection per request, -c 8)"
 for m in full resumed; do
   "$LG" -url https://127.0.0.1:18443/ -cert "$WORK/nginx/client.pem" -key "$WORK/nginx/client.key" -mode $m -c 8 -d 5s | sed 's/^/  nginx   /'
   "$LG" -url https://127.0.0.1:18453/ -host "$HOST" -cert "$WORK/fg/a.pem" -key "$WORK/fg/a.key" -mode $m -c 8 -d 5s | sed 's/^/  fedgate /'
 done
-echo "== open loop at 1000 req/s for 10s, two hops (latency from the intended send time)"
-D=$("$LG" -url http://127.0.0.1:18080/ -mode rate -rate 1000 -d 10s); echo "  direct  $D"
-F=$("$LG" -url http://127.0.0.1:18091/ -host "$HOST" -mode rate -rate 1000 -d 10s); echo "  fedgate $F"
-N=$("$LG" -url http://127.0.0.1:18081/ -mode rate -rate 1000 -d 10s); echo "  nginx   $N"
-O=$("$LG" -url http://127.0.0.1:18093/ -host "$HOST" -mode rate -rate 1000 -d 10s); echo "  fg-noaudit $O"
-get() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" <<<"$2"; }
-minus() { # NAME RESULT: its p50/p99 minus direct's
-  awk -v n="$1" -v fp50="$(get p50_ms "$2")" -v dp50="$(get p50_ms "$D")" -v fp99="$(get p99_ms "$2")" -v dp99="$(get p99_ms "$D")" \
-    'BEGIN {printf "  %s minus direct: p50 %+.3f ms, p99 %+.3f ms\n", n, fp50-dp50, fp99-dp99}'
-}
-minus fedgate "$F"
-minus "fg-noaudit (the proxy path without the durable audit)" "$O"
-minus nginx "$N"
+# Open loop: latency counted from each request's intended send time, after a
+# 1 s warm-up at the same rate (connections and TLS sessions set up). Each
+# round runs direct and every path once, interleaved; the figure is the
+# median over rounds of (path minus direct of the same round).
+echo "== open loop at 1000 req/s, $ROUNDS rounds of 5 s, minus direct (one hop: client certificate to the inbound; two hops: wrk's path)"
+for r in $(seq "$ROUNDS"); do
+  D=$("$LG" -url http://127.0.0.1:18080/ -mode rate -rate 1000 -d 5s)
+  for k in nginx fedgate fg-noaudit; do
+    for hops in 1 2; do
+      if [ $hops = 1 ]; then o=$(lg1 "$k" -mode rate -rate 1000 -d 5s)
+      else o=$("$LG" -url "${URL[$k]}" -host "$HOST" -mode rate -rate 1000 -d 5s); fi
+      echo "$(get p50_ms "$o") $(get p50_ms "$D") $(get p99_ms "$o") $(get p99_ms "$D")" |
+        awk '{print $1-$2, $3-$4}' >>"$WORK/ol$hops-$k.txt"
+    done
+  done
+  echo "  round $r: direct $D"
+done
+for hops in 1 2; do
+  for k in nginx fedgate fg-noaudit; do
+    printf '  %s hop(s) %-10s minus direct: p50 %+.3f ms, p99 %+.3f ms\n' "$hops" "$k" "$(col ol$hops-$k 1)" "$(col ol$hops-$k 2)"
+  done
+done
 echo "== CPU per request of the two proxy processes (wrk -t2 -c32 4s; user+system from /proc)"
 NGINX_WORKERS=$(for f in "$WORK/nginx/inbound.pid" "$WORK/nginx/outbound.pid"; do pgrep -P "$(cat "$f")"; done | tr '\n' ' ')
 # shellcheck disable=SC2086

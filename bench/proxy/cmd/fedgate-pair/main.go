@@ -49,6 +49,7 @@ func main() {
 	role := flag.String("role", "both", "which side(s) this process runs: both, a (outbound) or b (inbound); start b first")
 	verbose := flag.Bool("verbose", false, "log at debug level")
 	pprofAddr := flag.String("pprof", "", "serve net/http/pprof on this address")
+	prealloc := flag.Int64("prealloc", 0, "audit Config.PreallocBytes (0: the default)")
 	flag.Parse()
 	if *pprofAddr != "" {
 		go http.ListenAndServe(*pprofAddr, nil)
@@ -57,7 +58,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fedgate-pair: -dir is required")
 		os.Exit(2)
 	}
-	h2peers, auditOverlap, auditTag, auditStrict = *h2, *overlap, *tag, *strict
+	h2peers, auditOverlap, auditTag, auditStrict, auditPrealloc = *h2, *overlap, *tag, *strict, *prealloc
 	if err := run(*dir, *role, *backend, *outAddr, *inAddr, *auditOn, *grant, *verbose); err != nil {
 		fmt.Fprintln(os.Stderr, "fedgate-pair:", err)
 		os.Exit(1)
@@ -67,6 +68,7 @@ func main() {
 var (
 	h2peers, auditOverlap, auditStrict bool
 	auditTag                           string
+	auditPrealloc                      int64
 )
 
 type noAudit struct{}
@@ -159,7 +161,7 @@ func run(dir, role, backend, outAddr, inAddr string, auditOn, grant, verbose boo
 		if !auditOn || !on {
 			return noAudit{}, func() {}, nil
 		}
-		l, err := audit.Open(audit.Config{Dir: filepath.Join(dir, "audit-"+site+auditTag), NodeID: "bench-" + site, Logger: log})
+		l, err := audit.Open(audit.Config{Dir: filepath.Join(dir, "audit-"+site+auditTag), NodeID: "bench-" + site, Logger: log, PreallocBytes: auditPrealloc})
 		if err != nil {
 			return nil, nil, err
 		}
