@@ -66,6 +66,12 @@ type Limits struct {
 	ReadHeaderTimeout time.Duration // request headers, slowloris bound (10s)
 	ReadTimeout       time.Duration // whole request incl. body (0: none)
 	IdleTimeout       time.Duration // keep-alive idle (120s)
+	// WriteStallTimeout cuts a client that stops reading its response (30s;
+	// negative: none). It bounds each wait for the client to take bytes,
+	// not the response: the kernel wakes a blocked writer once about half
+	// the socket send buffer has drained, so a client reading slower than
+	// (send buffer / 2) per timeout is cut (4 MiB buffer: ~70 KiB/s).
+	WriteStallTimeout time.Duration
 	MaxHeaderBytes    int           // request headers (64 KiB), else 431
 	MaxBodyBytes      int64         // request body (64 MiB), else 413
 	BackendTimeout    time.Duration // response headers from backend or peer (60s)
@@ -185,6 +191,7 @@ func (c *Config) setDefaults() {
 	def(&l.HandshakeTimeout, 10*time.Second)
 	def(&l.ReadHeaderTimeout, 10*time.Second)
 	def(&l.IdleTimeout, 120*time.Second)
+	def(&l.WriteStallTimeout, 30*time.Second)
 	if l.MaxHeaderBytes == 0 {
 		l.MaxHeaderBytes = 64 << 10
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -60,7 +61,72 @@ type srvConn struct {
 	cancel context.CancelFunc
 	idle   atomic.Bool
 	remote string
-	raw    []byte // header block of a request that arrived in pieces
+	raw    []byte    // header block of a request that arrived in pieces
+	wset   time.Time // when the write deadline was last moved (see Write)
+	// linger: the connection is closed after a response while the client
+	// may still be sending (an error answer, a body left unread).
+	linger bool
+}
+
+// Lingering close bounds: how long, in all and without a byte, the client's
+// remaining input is read and discarded after a half-close.
+const (
+	lingerTotal = 2 * time.Second
+	lingerQuiet = 500 * time.Millisecond
+)
+
+// lingerClose half-closes the connection (TLS close_notify, then the TCP
+// FIN after the response) and reads and discards what the client is still
+// sending until it closes its side, goes quiet, or lingerTotal ends, so
+// that the final close does not reset the connection while the response
+// may still be unread or in flight: closing a socket with unread input
+// makes the kernel send a reset, and a reset can destroy data the client
+// has not yet received (RFC 9112 9.6). The caller closes the connection.
+func (sc *srvConn) lingerClose() {
+	c := sc.c
+	if tc, ok := c.(*tls.Conn); ok {
+		c.SetWriteDeadline(time.Now().Add(lingerQuiet))
+		if tc.CloseWrite() != nil {
+			return
+		}
+		c = tc.NetConn()
+	}
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	end := time.Now().Add(lingerTotal)
+	buf := make([]byte, 16<<10)
+	for {
+		now := time.Now()
+		if !now.Before(end) {
+			return
+		}
+		d := now.Add(lingerQuiet)
+		if d.After(end) {
+			d = end
+		}
+		c.SetReadDeadline(d)
+		if _, err := c.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// Write sends response bytes to the client (sc.bw writes here). Each write
+// may wait for the client to take bytes for at most
+// Limits.WriteStallTimeout: a client that stops reading is cut instead of
+// holding its connection and goroutine (a slow-read attack). The deadline
+// follows progress, so a long response to a client that keeps reading is
+// not cut; it is moved at most every eighth of the timeout, not per write.
+func (sc *srvConn) Write(p []byte) (int, error) {
+	if t := sc.srv.limits.WriteStallTimeout; t > 0 {
+		if now := time.Now(); now.Sub(sc.wset) > t/8 {
+			sc.wset = now
+			sc.c.SetWriteDeadline(now.Add(t))
+		}
+	}
+	return sc.c.Write(p)
 }
 
 // limitReader caps what the header parser may read (MaxHeaderBytes plus
@@ -209,6 +275,9 @@ func (sc *srvConn) serve(ctx context.Context) {
 			sc.srv.log.Error("panic serving HTTP/1 request", "remote", sc.remote, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 		}
 		if !hijacked {
+			if sc.linger {
+				sc.lingerClose()
+			}
 			sc.c.Close()
 			sc.releaseWriter()
 		}
@@ -239,7 +308,7 @@ func (sc *srvConn) serve(ctx context.Context) {
 		}
 		sc.idle.Store(false)
 		sc.bw = writerPool.Get().(*bufio.Writer)
-		sc.bw.Reset(sc.c)
+		sc.bw.Reset(sc)
 		start := time.Now()
 		// The raw header block: net/http's parser drops a Content-Length
 		// next to Transfer-Encoding (and ignores Transfer-Encoding in
@@ -440,6 +509,7 @@ func (sc *srvConn) badRequest(err error) {
 
 // replyError writes a plain-text error and marks the connection for close.
 func (sc *srvConn) replyError(code int, msg string) {
+	sc.linger = true
 	body := strconv.Itoa(code) + " " + http.StatusText(code) + ": " + msg + "\n"
 	sc.c.SetWriteDeadline(time.Now().Add(time.Second))
 	fmt.Fprintf(sc.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
@@ -610,6 +680,11 @@ func (w *h1Response) commit(done bool) error {
 	if w.req.Close || w.sc.srv.shuttingDown() || httpHeaderHasToken(h, "Connection", "close") {
 		w.closeAfter = true
 	}
+	if w.body.rc != nil && w.body.undrainable() {
+		// The rest of the request body will not be read after the
+		// handler: the head says the connection closes (as net/http).
+		w.closeAfter = true
+	}
 	delete(h, "Transfer-Encoding")
 	delete(h, "Connection")
 	bw := w.sc.bw
@@ -664,7 +739,17 @@ func (w *h1Response) finish() bool {
 	if w.cl >= 0 && !w.noBody && w.written != w.cl {
 		return false // the handler wrote less than it declared
 	}
-	return !w.closeAfter && w.drainBody()
+	if w.closeAfter {
+		// The client may still be sending (a body not read to its end,
+		// a request with conflicting framing).
+		w.sc.linger = w.body.rc != nil && w.body.unread() || w.lengthConflict
+		return false
+	}
+	if !w.drainBody() {
+		w.sc.linger = true
+		return false
+	}
+	return true
 }
 
 // drainBody reads what the handler left of the request body so the next
@@ -685,6 +770,13 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	w.stopContinue()
 	w.hijacked = true
 	c := w.sc.c
+	// The handler owns the connection now: its writes are not bounded by
+	// the stall deadline (cleared below), and nothing written before is
+	// dropped.
+	if err := w.sc.bw.Flush(); err != nil {
+		return nil, nil, err
+	}
+	w.sc.bw.Reset(c)
 	c.SetDeadline(time.Time{})
 	w.sc.lr.remain = math.MaxInt64
 	return c, bufio.NewReadWriter(w.sc.br, w.sc.bw), nil
@@ -778,6 +870,27 @@ func (b *h1Body) drain() bool {
 		b.eof = err == io.EOF
 	}
 	return b.eof
+}
+
+// undrainable reports whether the body is known to be left unread beyond
+// what drain would read. A body being read right now (by a goroutine of the
+// handler) is not waited for: the answer is then false.
+func (b *h1Body) undrainable() bool {
+	if !b.mu.TryLock() {
+		return false
+	}
+	defer b.mu.Unlock()
+	return !b.eof && !b.drainableLocked()
+}
+
+// unread reports whether the body may not have been read to its end (true
+// while it is being read).
+func (b *h1Body) unread() bool {
+	if !b.mu.TryLock() {
+		return true
+	}
+	defer b.mu.Unlock()
+	return !b.eof
 }
 
 // drainable reports whether the body was read to its end or drain may

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -726,6 +728,7 @@ func TestH1ServerHijack(t *testing.T) {
 	l := h1TestLimits()
 	l.ReadHeaderTimeout = 200 * time.Millisecond
 	l.IdleTimeout = 200 * time.Millisecond
+	l.WriteStallTimeout = 200 * time.Millisecond
 	_, addr, _ := startH1(t, l, func(w http.ResponseWriter, r *http.Request) {
 		conn, rw, err := w.(http.Hijacker).Hijack()
 		if err != nil {
@@ -743,14 +746,17 @@ func TestH1ServerHijack(t *testing.T) {
 		io.ReadFull(rw, buffered)
 		fmt.Fprintf(rw, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nbuffered=%s\n", buffered)
 		rw.Flush()
-		// Past the header and idle timeouts: the deadlines are gone.
+		// Past the header, idle and write-stall timeouts: the deadlines
+		// are gone.
 		line, err := rw.ReadString('\n')
 		if err != nil {
 			t.Errorf("read after hijack: %v", err)
 			return
 		}
-		fmt.Fprintf(rw, "echo=%s", line)
-		rw.Flush()
+		// Straight to the connection, as httputil.ReverseProxy copies.
+		if _, err := fmt.Fprintf(conn, "echo=%s", line); err != nil {
+			t.Errorf("write after hijack: %v", err)
+		}
 	})
 	c := dialH1(t, addr)
 	c.send(t, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\nearly bytes")
@@ -879,5 +885,142 @@ func TestRawFraming(t *testing.T) {
 	}
 	if headerEnd([]byte("GET / HTTP/1.1\r\nHost: x\r\n")) != -1 {
 		t.Error("an unfinished header has an end")
+	}
+}
+
+// A client that stops reading its response is cut after the write-stall
+// timeout (slow-read attack): the handler's write fails with a timeout and
+// the connection is closed, instead of both being held for good.
+func TestH1ServerWriteStall(t *testing.T) {
+	l := h1TestLimits()
+	l.WriteStallTimeout = 300 * time.Millisecond
+	type outcome struct {
+		err   error
+		wrote int64
+		at    time.Duration
+	}
+	got := make(chan outcome, 1)
+	var start time.Time
+	_, addr, _ := startH1(t, l, func(w http.ResponseWriter, r *http.Request) {
+		chunk := make([]byte, 64<<10)
+		var wrote int64
+		for wrote < 256<<20 {
+			n, err := w.Write(chunk)
+			wrote += int64(n)
+			if err != nil {
+				got <- outcome{err, wrote, time.Since(start)}
+				return
+			}
+		}
+		got <- outcome{nil, wrote, time.Since(start)}
+	})
+	c := dialH1(t, addr)
+	start = time.Now()
+	c.send(t, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	// Read nothing.
+	var o outcome
+	select {
+	case o = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler still writing to a client that reads nothing after 10s")
+	}
+	if !errors.Is(o.err, os.ErrDeadlineExceeded) {
+		t.Fatalf("handler's write ended with %v after %d bytes, want a deadline error", o.err, o.wrote)
+	}
+	if o.at > 5*time.Second {
+		t.Fatalf("stalled client held for %v, want about the 300ms stall timeout once the buffers were full", o.at)
+	}
+	// The server has closed the connection: reading what was buffered
+	// ends in EOF or a reset, not a timeout.
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.Copy(io.Discard, c.Conn)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("connection still open after the write stall")
+	}
+}
+
+// The stall timeout follows progress: a client that reads slowly but keeps
+// reading gets its whole response even when it takes longer than the
+// timeout. (The kernel reports progress to a blocked writer once about half
+// the send buffer has drained: 12.5 MiB/s here drains 2 MiB in 160 ms.)
+func TestH1ServerSlowReaderNotCut(t *testing.T) {
+	l := h1TestLimits()
+	l.WriteStallTimeout = time.Second
+	const size = 16 << 20 // more than the socket buffers hold
+	_, addr, _ := startH1(t, l, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(size))
+		chunk := bytes.Repeat([]byte("x"), 16<<10)
+		for n := 0; n < size; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				t.Errorf("write at %d: %v", n, err)
+				return
+			}
+		}
+	})
+	c := dialH1(t, addr)
+	c.Conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	c.send(t, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	var total int64
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := io.ReadFull(resp.Body, buf)
+		total += int64(n)
+		if err != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // 64 sleeps: at least 1.28 s in all
+	}
+	if total != size {
+		t.Fatalf("read %d of %d bytes in %v", total, size, time.Since(start))
+	}
+	if took := time.Since(start); took < time.Second {
+		t.Fatalf("the read took %v: too fast to show anything about a 1s stall timeout", took)
+	}
+}
+
+// A response sent while the client is still uploading a body the handler
+// did not read reaches the client whole: the server half-closes and
+// discards the rest of the upload (lingering close) instead of closing a
+// socket with unread input, which resets the connection and drops the part
+// of the response still in flight.
+func TestH1ServerLingerClose(t *testing.T) {
+	l := h1TestLimits()
+	const respSize = 1 << 20
+	_, addr, _ := startH1(t, l, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(respSize))
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		w.Write(bytes.Repeat([]byte("r"), respSize))
+	})
+	c := dialH1(t, addr)
+	c.Conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	c.send(t, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\n")
+	go func() {
+		// The upload goes on until the connection ends.
+		chunk := make([]byte, 64<<10)
+		for {
+			if _, err := c.Conn.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	time.Sleep(200 * time.Millisecond) // the server has answered and closed by now
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || n != respSize || err != nil {
+		t.Fatalf("got %d with %d of %d body bytes, err %v", resp.StatusCode, n, respSize, err)
+	}
+	if !resp.Close {
+		t.Error("response does not say Connection: close")
 	}
 }

@@ -98,6 +98,7 @@ func (p *Proxy) startInbound(ln net.Listener) {
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams:      250,
 			MaxReceiveBufferPerStream: 1 << 20,
+			WriteByteTimeout:          max(l.WriteStallTimeout, 0),
 		},
 		ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
@@ -513,6 +514,14 @@ func (c *countConn) Read(b []byte) (int, error) {
 		c.in.Add(float64(n))
 	}
 	return n, err
+}
+
+// CloseWrite half-closes the connection underneath (lingering close).
+func (c *countConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 func (c *countConn) Write(b []byte) (int, error) {
