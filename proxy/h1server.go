@@ -352,6 +352,14 @@ func (sc *srvConn) serve(ctx context.Context) {
 			sc.replyError(code, msg)
 			return
 		}
+		if f.known && !f.host && r.ProtoAtLeast(1, 1) && r.Method != http.MethodConnect {
+			// RFC 9112 3.2: an HTTP/1.1 request without a Host field is
+			// refused, also in absolute form (ReadRequest takes the host
+			// from the URI and drops the Host field, so only the raw
+			// block tells).
+			sc.replyError(http.StatusBadRequest, "missing required Host header")
+			return
+		}
 		if f.te && !r.ProtoAtLeast(1, 1) {
 			// RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding
 			// has faulty framing.
@@ -432,13 +440,14 @@ func headerEnd(b []byte) int {
 	return end
 }
 
-// framing says which message-length fields a raw header block has.
-type framing struct{ cl, te bool }
+// framing says which message-length fields, and whether a Host field, a
+// raw header block has (known: the block was looked at).
+type framing struct{ known, cl, te, host bool }
 
 // rawFraming looks for Content-Length and Transfer-Encoding fields in a
 // raw header block (the request line is skipped).
 func rawFraming(hdr []byte) framing {
-	var f framing
+	f := framing{known: true}
 	for {
 		i := bytes.IndexByte(hdr, '\n')
 		if i < 0 {
@@ -453,6 +462,8 @@ func rawFraming(hdr []byte) framing {
 			f.cl = f.cl || hasFoldPrefix(hdr, "content-length:")
 		case 't':
 			f.te = f.te || hasFoldPrefix(hdr, "transfer-encoding:")
+		case 'h':
+			f.host = f.host || hasFoldPrefix(hdr, "host:")
 		}
 	}
 }

@@ -484,6 +484,7 @@ func TestH1ServerBadRequests(t *testing.T) {
 		{"space before colon", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length : 3\r\n\r\nabc", 400},
 		{"control byte in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400},
 		{"missing Host", "GET / HTTP/1.1\r\n\r\n", 400},
+		{"absolute form without Host", "GET http://x/ HTTP/1.1\r\n\r\n", 400},
 		{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
 		{"malformed Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
 		{"conflicting lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
@@ -865,22 +866,23 @@ func TestH1ServerHTTP10TransferEncoding(t *testing.T) {
 
 func TestRawFraming(t *testing.T) {
 	for _, tc := range []struct {
-		hdr    string
-		cl, te bool
+		hdr          string
+		cl, te, host bool
 	}{
-		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false, false},
-		{"POST / HTTP/1.1\r\ncontent-LENGTH: 3\r\n\r\n", true, false},
-		{"POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n", false, true},
-		{"POST /content-length: HTTP/1.1\r\nX-Content-Length: 1\r\nX: transfer-encoding:\r\n\r\n", false, false},
-		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n", true, true},
+		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", false, false, true},
+		{"POST / HTTP/1.1\r\ncontent-LENGTH: 3\r\nhOST:x\r\n\r\n", true, false, true},
+		{"POST / HTTP/1.1\nTransfer-Encoding: chunked\n\n", false, true, false},
+		{"POST /content-length: HTTP/1.1\r\nX-Content-Length: 1\r\nX: transfer-encoding:\r\nX-Host: y\r\n\r\n", false, false, false},
+		{"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n", true, true, false},
+		{"GET http://host:80/ HTTP/1.1\r\nHostile: 1\r\n\r\n", false, false, false},
 	} {
 		end := headerEnd([]byte(tc.hdr))
 		if end != len(tc.hdr) {
 			t.Errorf("%q: header end %d, want %d", tc.hdr, end, len(tc.hdr))
 			continue
 		}
-		if f := rawFraming([]byte(tc.hdr[:end])); f.cl != tc.cl || f.te != tc.te {
-			t.Errorf("%q: got %+v, want cl=%v te=%v", tc.hdr, f, tc.cl, tc.te)
+		if f := rawFraming([]byte(tc.hdr[:end])); f.cl != tc.cl || f.te != tc.te || f.host != tc.host || !f.known {
+			t.Errorf("%q: got %+v, want cl=%v te=%v host=%v", tc.hdr, f, tc.cl, tc.te, tc.host)
 		}
 	}
 	if headerEnd([]byte("GET / HTTP/1.1\r\nHost: x\r\n")) != -1 {
@@ -1023,4 +1025,25 @@ func TestH1ServerLingerClose(t *testing.T) {
 	if !resp.Close {
 		t.Error("response does not say Connection: close")
 	}
+}
+
+// An absolute-form HTTP/1.1 request without a Host field is refused also
+// when its header arrives in pieces (the raw block is then copied as it is
+// read), and one with a Host field is served.
+func TestH1ServerAbsoluteFormHost(t *testing.T) {
+	_, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "host="+r.Host)
+	})
+	c := dialH1(t, addr)
+	c.send(t, "GET http://a.example/x HTTP/1.1\r\nHost: a.example\r\n\r\n")
+	if resp, body := c.response(t, "GET"); resp.StatusCode != 200 || body != "host=a.example" {
+		t.Fatalf("with Host: got %d %q", resp.StatusCode, body)
+	}
+	c.send(t, "GET http://a.example/x HTTP/1.1\r\nX-A: b\r\n")
+	time.Sleep(50 * time.Millisecond)
+	c.send(t, "X-B: c\r\n\r\n")
+	if resp, _ := c.response(t, "GET"); resp.StatusCode != http.StatusBadRequest || !resp.Close {
+		t.Fatalf("without Host, in pieces: got %d close=%v, want 400 and close", resp.StatusCode, resp.Close)
+	}
+	c.closed(t)
 }
