@@ -3,6 +3,7 @@ package audit
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -122,6 +123,9 @@ func (r *Record) normalize() {
 		r.Metadata = nil
 		return
 	}
+	if metadataInBounds(r.Metadata) {
+		return // nothing to bound: no copy (the map is only read)
+	}
 	keys := sortedKeys(r.Metadata)
 	m := make(map[string]string, min(len(keys), MaxMetadataKeys+1))
 	for i, k := range keys {
@@ -132,6 +136,19 @@ func (r *Record) normalize() {
 		m[bound(k, MaxMetadataKey)] = bound(r.Metadata[k], MaxMetadataValue)
 	}
 	r.Metadata = m
+}
+
+// metadataInBounds reports whether normalize would leave m as it is.
+func metadataInBounds(m map[string]string) bool {
+	if len(m) > MaxMetadataKeys {
+		return false
+	}
+	for k, v := range m {
+		if len(k) > MaxMetadataKey || len(v) > MaxMetadataValue || !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return false
+		}
+	}
+	return true
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -188,7 +205,13 @@ func (r *Record) appendBody(b []byte) []byte {
 		b = append(b, "null"...)
 	} else {
 		b = append(b, '{')
-		for i, k := range sortedKeys(r.Metadata) {
+		var small [8]string // the usual few keys, sorted without allocating
+		keys := small[:0]
+		for k := range r.Metadata {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for i, k := range keys {
 			if i > 0 {
 				b = append(b, ',')
 			}

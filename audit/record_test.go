@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -144,5 +145,30 @@ func TestHugeRemoteSubjectAppended(t *testing.T) {
 	want := strings.Repeat("s", MaxRemoteSubject) + TruncatedMarker
 	if got := p.Records[0].RemoteSubject; got != want {
 		t.Fatalf("remote_subject = %d bytes, want %d", len(got), len(want))
+	}
+}
+
+// A few metadata keys still have their values bounded and invalid UTF-8
+// replaced (normalize keeps the caller's map only when nothing changes).
+func TestNormalizeMetadataFewKeys(t *testing.T) {
+	long := strings.Repeat("v", MaxMetadataValue+10)
+	for _, tc := range []struct {
+		name     string
+		in, want map[string]string
+	}{
+		{"long value", map[string]string{"a": long, "c": "fine"},
+			map[string]string{"a": long[:MaxMetadataValue] + TruncatedMarker, "c": "fine"}},
+		{"long key", map[string]string{long: "x"},
+			map[string]string{long[:MaxMetadataKey] + TruncatedMarker: "x"}},
+		{"invalid key", map[string]string{"b\xff": "ok"}, map[string]string{"b\uFFFD": "ok"}},
+		{"invalid value", map[string]string{"b": "\xffok"}, map[string]string{"b": "\uFFFDok"}},
+		{"in bounds", map[string]string{"direction": "inbound", "route": "api"},
+			map[string]string{"direction": "inbound", "route": "api"}},
+	} {
+		r := Record{Action: "x", Metadata: tc.in}
+		r.normalize()
+		if !maps.Equal(r.Metadata, tc.want) {
+			t.Errorf("%s: got %q, want %q", tc.name, r.Metadata, tc.want)
+		}
 	}
 }

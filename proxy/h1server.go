@@ -60,6 +60,8 @@ type srvConn struct {
 	bw     *bufio.Writer // from writerPool while a request is served
 	cancel context.CancelFunc
 	idle   atomic.Bool
+	fresh  atomic.Bool // no request has started yet
+	born   time.Time
 	remote string
 	raw    []byte    // header block of a request that arrived in pieces
 	wset   time.Time // when the write deadline was last moved (see Write)
@@ -182,7 +184,8 @@ func (s *h1Server) serveConn(c net.Conn) {
 		base = s.connCtx(c)
 	}
 	ctx, cancel := context.WithCancel(base)
-	sc := &srvConn{srv: s, c: c, cancel: cancel, remote: c.RemoteAddr().String()}
+	sc := &srvConn{srv: s, c: c, cancel: cancel, remote: c.RemoteAddr().String(), born: time.Now()}
+	sc.fresh.Store(true)
 	sc.lr.r = c
 	sc.br = bufio.NewReaderSize(&sc.lr, 4<<10)
 	s.mu.Lock()
@@ -207,9 +210,15 @@ func (s *h1Server) shuttingDown() bool {
 	return s.closing
 }
 
-// shutdown stops taking requests: idle connections are closed at once,
-// busy ones after their response. It waits for them until ctx is done,
-// then closes the rest (their requests' contexts are cancelled).
+// freshGrace is how long shutdown lets a new connection send its first
+// request (net/http: 5 s): its client has just connected and its request
+// may be on the way; it is answered with Connection: close.
+const freshGrace = 5 * time.Second
+
+// shutdown stops taking requests: idle connections are closed at once (new
+// ones after freshGrace), busy ones after their response. It waits for them
+// until ctx is done, then closes the rest (their requests' contexts are
+// cancelled).
 func (s *h1Server) shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closing = true
@@ -221,7 +230,7 @@ func (s *h1Server) shutdown(ctx context.Context) error {
 	for {
 		s.mu.Lock()
 		for sc := range s.conns {
-			if sc.idle.Load() {
+			if sc.idle.Load() && (!sc.fresh.Load() || time.Since(sc.born) > freshGrace) {
 				sc.c.Close()
 			}
 		}
@@ -292,7 +301,7 @@ func (sc *srvConn) serve(ctx context.Context) {
 			wait = l.IdleTimeout
 		}
 		sc.idle.Store(true)
-		if sc.srv.shuttingDown() {
+		if n > 0 && sc.srv.shuttingDown() {
 			return
 		}
 		if sc.br.Buffered() == 0 {
@@ -307,6 +316,7 @@ func (sc *srvConn) serve(ctx context.Context) {
 			return
 		}
 		sc.idle.Store(false)
+		sc.fresh.Store(false)
 		sc.bw = writerPool.Get().(*bufio.Writer)
 		sc.bw.Reset(sc)
 		start := time.Now()

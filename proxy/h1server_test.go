@@ -1047,3 +1047,29 @@ func TestH1ServerAbsoluteFormHost(t *testing.T) {
 	}
 	c.closed(t)
 }
+
+// A connection accepted just before shutdown still gets its first request
+// answered (with Connection: close): its client may have sent it already.
+func TestH1ServerShutdownFreshConn(t *testing.T) {
+	s, addr, _ := startH1(t, h1TestLimits(), func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "done")
+	})
+	c := dialH1(t, addr)
+	time.Sleep(50 * time.Millisecond) // accepted and waiting for its request
+	errc := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		errc <- s.shutdown(ctx)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	c.send(t, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, body := c.response(t, "GET")
+	if body != "done" || !resp.Close {
+		t.Fatalf("got %q close=%v, want the answer with Connection: close", body, resp.Close)
+	}
+	c.closed(t)
+	if err := <-errc; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+}
