@@ -49,12 +49,19 @@
 // httputil.ReverseProxy only carries protocol upgrades (and HTTP/2 to peers
 // when Config.HTTP2ToPeers is set). A client that goes away mid-call is
 // noticed when its response is written; the upstream call is bounded by
-// Limits.BackendTimeout.
+// Limits.BackendTimeout. A client that stops reading its response is cut
+// after Limits.WriteStallTimeout without progress (HTTP/2: WriteByteTimeout).
+// A connection closed while its client may still be sending (an error
+// answer, a request body left unread) is closed lingering: half-closed, the
+// rest of the input discarded for up to two seconds, so that the reset of a
+// plain close does not destroy the response in flight.
 //
 // Lifecycle: trust and certificate changes apply to new handshakes only.
 // StateChanged re-evaluates live connections: those of a peer that is no
 // longer reachable, or whose certificate has been revoked, are closed, except
 // requests marked with Powernode-Migration-Id, which keep running for the
 // migration grace period (default five minutes). Shutdown drains with the
-// caller's deadline.
+// caller's deadline: idle connections are closed at once, a connection that
+// has not yet sent its first request gets up to five seconds to send it,
+// busy ones finish their request and are answered with Connection: close.
 package proxy
