@@ -87,11 +87,19 @@ const (
 func (sc *srvConn) lingerClose() {
 	c := sc.c
 	if tc, ok := c.(*tls.Conn); ok {
-		c.SetWriteDeadline(time.Now().Add(lingerQuiet))
-		if tc.CloseWrite() != nil {
+		// crypto/tls gives the close_notify write a 5 s deadline of its
+		// own (a deadline set before is replaced), and a Close (shutdown's
+		// closeAll) waits for that write: a client that does not read
+		// would hold the connection, and shutdown, that long. The raw
+		// connection's write deadline is cut after lingerQuiet instead.
+		raw := tc.NetConn()
+		cut := time.AfterFunc(lingerQuiet, func() { raw.SetWriteDeadline(time.Unix(1, 0)) })
+		err := tc.CloseWrite()
+		cut.Stop()
+		if err != nil {
 			return
 		}
-		c = tc.NetConn()
+		c = raw
 	}
 	cw, ok := c.(interface{ CloseWrite() error })
 	if !ok || cw.CloseWrite() != nil {
@@ -532,7 +540,15 @@ func (sc *srvConn) badRequest(err error) {
 func (sc *srvConn) replyError(code int, msg string) {
 	sc.linger = true
 	body := strconv.Itoa(code) + " " + http.StatusText(code) + ": " + msg + "\n"
-	sc.c.SetWriteDeadline(time.Now().Add(time.Second))
+	// One second (or the stall timeout, if shorter); wset keeps Write
+	// from moving this deadline to a full stall timeout.
+	d := time.Second
+	if t := sc.srv.limits.WriteStallTimeout; t > 0 && t < d {
+		d = t
+	}
+	now := time.Now()
+	sc.wset = now
+	sc.c.SetWriteDeadline(now.Add(d))
 	fmt.Fprintf(sc.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		code, http.StatusText(code), len(body), body)
 	sc.bw.Flush()

@@ -4,10 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -1071,5 +1078,112 @@ func TestH1ServerShutdownFreshConn(t *testing.T) {
 	c.closed(t)
 	if err := <-errc; err != nil {
 		t.Fatalf("shutdown: %v", err)
+	}
+}
+
+// pipeH1 serves one end of a net.Pipe (no buffer: every write waits for
+// the other side to read, as a TCP connection does once a client that stops
+// reading has filled the buffers); wrap, when set, turns the server's end
+// into what is served. It returns the client's end and a channel that
+// receives when the server has closed its connection.
+func pipeH1(t *testing.T, s *h1Server, wrap func(net.Conn) net.Conn) (net.Conn, chan time.Time) {
+	t.Helper()
+	closed := make(chan time.Time, 1)
+	s.onClose = func(net.Conn) { closed <- time.Now() }
+	srv, cli := net.Pipe()
+	t.Cleanup(func() { cli.Close(); srv.Close() })
+	var c net.Conn = srv
+	if wrap != nil {
+		c = wrap(srv)
+	}
+	s.serveConn(c)
+	return cli, closed
+}
+
+// h1TestTLS is a server configuration with a throwaway self-signed
+// certificate (no session tickets: a ticket the client's handshake does not
+// read would block the server's first flight on a pipe).
+func h1TestTLS(t *testing.T) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "h1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}},
+		SessionTicketsDisabled: true, MinVersion: tls.VersionTLS13}
+}
+
+// An error answer to a client that does not read is given its one second
+// (as before the write-stall timeout), not the much longer stall timeout:
+// the first Write must not move the deadline replyError set.
+func TestH1ServerErrorAnswerDeadline(t *testing.T) {
+	l := h1TestLimits()
+	l.WriteStallTimeout = 20 * time.Second
+	s := newH1Server(http.NotFoundHandler(), l, slog.New(&logRec{t: t}))
+	cli, closed := pipeH1(t, s, nil)
+	start := time.Now()
+	cli.SetWriteDeadline(start.Add(5 * time.Second))
+	if _, err := io.WriteString(cli, "GET / HTTP/1.1\r\n\r\n"); err != nil { // no Host: 400
+		t.Fatal(err)
+	}
+	// Read nothing: the 400 cannot be written.
+	select {
+	case at := <-closed:
+		if d := at.Sub(start); d > 3*time.Second {
+			t.Fatalf("connection held %v by an error answer nobody reads, want about 1s", d)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("connection still open 8s after an error answer nobody reads (want about 1s)")
+	}
+}
+
+// A lingering close on TLS sends close_notify within lingerQuiet even when
+// the client does not read (crypto/tls gives that write 5 s of its own),
+// and a shutdown whose deadline passes meanwhile returns promptly (its
+// Close of the tls.Conn waits for the same write).
+func TestH1ServerLingerTLSClientNotReading(t *testing.T) {
+	for _, shut := range []bool{false, true} {
+		t.Run(fmt.Sprintf("shutdown=%v", shut), func(t *testing.T) {
+			s := newH1Server(http.NotFoundHandler(), h1TestLimits(), slog.New(&logRec{t: t}))
+			cfg := h1TestTLS(t)
+			cli, closed := pipeH1(t, s, func(c net.Conn) net.Conn { return tls.Server(c, cfg) })
+			tc := tls.Client(cli, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+			tc.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(tc, "GET / HTTP/1.1\r\n\r\n"); err != nil { // no Host: 400, lingering close
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			if resp.StatusCode != http.StatusBadRequest {
+				t.Fatalf("got %d, want 400", resp.StatusCode)
+			}
+			// Read nothing more: the server's close_notify cannot be sent.
+			start := time.Now()
+			if shut {
+				ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+				defer cancel()
+				s.shutdown(ctx)
+				if d := time.Since(start); d > 1500*time.Millisecond {
+					t.Fatalf("shutdown with a 100ms deadline took %v", d)
+				}
+			}
+			select {
+			case at := <-closed:
+				if d := at.Sub(start); d > 1500*time.Millisecond {
+					t.Fatalf("lingering close held the connection %v after the answer, want about %v", d, lingerQuiet)
+				}
+			case <-time.After(8 * time.Second):
+				t.Fatal("connection still open 8s after the answer")
+			}
+		})
 	}
 }
