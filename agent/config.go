@@ -73,10 +73,83 @@ type ProxyConfig struct {
 	// MigrationGrace is how long Powernode-Migration-Id calls outlive a
 	// revocation (default 5m, commitment 4).
 	MigrationGrace time.Duration `yaml:"migration_grace"`
+	// AuditStrictAll forwards every call only once its audit record is
+	// durable, GET, HEAD and OPTIONS too. By default those safe methods are
+	// forwarded while their record is written; no response is released
+	// before its record is durable either way.
+	AuditStrictAll bool `yaml:"audit_strict_all"`
+	// Limits bound connections, sizes and timeouts of the data path; a
+	// field left out (or 0) keeps its default.
+	Limits ProxyLimits `yaml:"limits"`
 	// Routes are the inbound routes to local backends.
 	Routes []ProxyRoute `yaml:"routes"`
 	// OutboundL4 are local TCP listeners bound to an L4 route of a peer.
 	OutboundL4 []ProxyOutboundL4 `yaml:"outbound_l4"`
+}
+
+// ProxyLimits bound the data path's resources. Zero keeps the default.
+type ProxyLimits struct {
+	// MaxConns caps concurrent inbound (peer) connections (default 4096).
+	MaxConns int `yaml:"max_conns"`
+	// HandshakeTimeout bounds a peer's TLS handshake (default 10s).
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// ReadHeaderTimeout bounds reading a request's header, the first one
+	// from the connection's start (slowloris; default 10s).
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, body included (default
+	// none: long uploads such as migrations are bounded by max_body_bytes).
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a keep-alive connection idle this long (default 120s).
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// WriteStallTimeout cuts a client that stops reading its response: each
+	// wait for it to take bytes is bounded, not the response (default 30s).
+	WriteStallTimeout time.Duration `yaml:"write_stall_timeout"`
+	// MaxHeaderBytes caps a request header; more is answered 431 (default
+	// 65536; at least 4096).
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// MaxBodyBytes caps a request body; more is answered 413 (default 64 MiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// BackendTimeout bounds the wait for a backend's or peer's response
+	// header (default 60s).
+	BackendTimeout time.Duration `yaml:"backend_timeout"`
+	// ConnectTimeout bounds a TCP connect to one peer endpoint before the
+	// next is tried (default 200ms).
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
+	// EndpointTimeout bounds the TLS handshake with one peer endpoint
+	// (default 3s).
+	EndpointTimeout time.Duration `yaml:"endpoint_timeout"`
+	// EndpointBackoff is how long a failed peer endpoint is skipped
+	// (default 5s).
+	EndpointBackoff time.Duration `yaml:"endpoint_backoff"`
+	// MaxIdlePerHost caps pooled idle connections per backend or peer
+	// (default 256).
+	MaxIdlePerHost int `yaml:"max_idle_per_host"`
+	// MaxConnsPerHost caps open connections per backend or peer; more calls
+	// wait for one (default 256).
+	MaxConnsPerHost int `yaml:"max_conns_per_host"`
+}
+
+// validate refuses negative values and a header limit too small to carry
+// the federation headers.
+func (l *ProxyLimits) validate() error {
+	for k, d := range map[string]time.Duration{"handshake_timeout": l.HandshakeTimeout, "read_header_timeout": l.ReadHeaderTimeout,
+		"read_timeout": l.ReadTimeout, "idle_timeout": l.IdleTimeout, "write_stall_timeout": l.WriteStallTimeout,
+		"backend_timeout": l.BackendTimeout, "connect_timeout": l.ConnectTimeout, "endpoint_timeout": l.EndpointTimeout,
+		"endpoint_backoff": l.EndpointBackoff} {
+		if d < 0 {
+			return badField("proxy.limits."+k, "must not be negative (0 keeps the default), got %s", d)
+		}
+	}
+	for k, n := range map[string]int64{"max_conns": int64(l.MaxConns), "max_header_bytes": int64(l.MaxHeaderBytes),
+		"max_body_bytes": l.MaxBodyBytes, "max_idle_per_host": int64(l.MaxIdlePerHost), "max_conns_per_host": int64(l.MaxConnsPerHost)} {
+		if n < 0 {
+			return badField("proxy.limits."+k, "must not be negative (0 keeps the default), got %d", n)
+		}
+	}
+	if l.MaxHeaderBytes > 0 && l.MaxHeaderBytes < 4096 {
+		return badField("proxy.limits.max_header_bytes", "must be 0 (default) or at least 4096, got %d", l.MaxHeaderBytes)
+	}
+	return nil
 }
 
 // ProxyRoute is one inbound route.
@@ -465,6 +538,9 @@ func (p *ProxyConfig) validate() error {
 	}
 	if p.MigrationGrace < 0 {
 		return badField("proxy.migration_grace", "must not be negative")
+	}
+	if err := p.Limits.validate(); err != nil {
+		return err
 	}
 	names := map[string]bool{}
 	for i, r := range p.Routes {

@@ -2,9 +2,14 @@ package agent
 
 import (
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/powernode/fedgate/proxy"
 )
 
 func TestParseConfigDefaults(t *testing.T) {
@@ -62,6 +67,11 @@ func TestParseConfigRefusals(t *testing.T) {
 		{"short lifetime", "pki:\n  node_cert_lifetime: 1s\n", []string{"line 2", "pki.node_cert_lifetime"}},
 		{"malformed yaml", "node: [unclosed\n", []string{"bad.yaml"}},
 		{"duplicate key", "log:\n  level: info\n  level: debug\n", []string{"line 3", "level"}},
+		{"negative body limit", "proxy:\n  limits:\n    max_body_bytes: -1\n", []string{"line 3", "proxy.limits.max_body_bytes", "negative"}},
+		{"negative timeout", "proxy:\n  limits:\n    idle_timeout: -5s\n", []string{"line 3", "proxy.limits.idle_timeout", "negative"}},
+		{"tiny header limit", "proxy:\n  limits:\n    max_header_bytes: 100\n", []string{"line 3", "proxy.limits.max_header_bytes", "4096"}},
+		{"limit not a number", "proxy:\n  limits:\n    max_conns: many\n", []string{"line 3", "max_conns"}},
+		{"unknown limit", "proxy:\n  limits:\n    max_bodies: 1\n", []string{"line 3", "max_bodies"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig("bad.yaml", []byte(tc.yaml))
@@ -101,4 +111,30 @@ func FuzzParseConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// proxy.limits and proxy.audit_strict_all reach the proxy's configuration;
+// limits left out stay zero there, which the proxy turns into its defaults.
+func TestProxyLimitsConfig(t *testing.T) {
+	cfg, err := ParseConfig("limits.yaml", []byte(`
+proxy:
+  audit_strict_all: true
+  limits:
+    max_conns: 100
+    read_header_timeout: 2s
+    write_stall_timeout: 45s
+    max_header_bytes: 8192
+    max_body_bytes: 1073741824
+    connect_timeout: 500ms
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler)}
+	pc := a.proxyConfig()
+	want := proxy.Limits{MaxConns: 100, ReadHeaderTimeout: 2 * time.Second, WriteStallTimeout: 45 * time.Second,
+		MaxHeaderBytes: 8192, MaxBodyBytes: 1 << 30, ConnectTimeout: 500 * time.Millisecond}
+	if diff := cmp.Diff(want, pc.Limits); diff != "" || !pc.AuditStrictAll {
+		t.Fatalf("proxy config (-want +got):\n%s\nAuditStrictAll=%v", diff, pc.AuditStrictAll)
+	}
 }

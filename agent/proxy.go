@@ -212,6 +212,7 @@ func (a *Agent) proxyConfig() proxy.Config {
 		PlatformVersion: a.cfg.Federation.PlatformVersion, Capabilities: caps,
 		InboundAddr: pc.Inbound, OutboundAddr: pc.Outbound, OutboundSocket: pc.OutboundSocket,
 		Routes: routes, OutboundL4: l4, MigrationGrace: pc.MigrationGrace,
+		AuditStrictAll: pc.AuditStrictAll, Limits: pc.Limits.proxyLimits(),
 	}
 }
 
@@ -268,4 +269,14 @@ func proxyAddrs(p *proxy.Proxy) []string {
 		out = append(out, "outbound http://"+a.String()+" (Host: <peer-id>"+proxy.PeerHostSuffix+")")
 	}
 	return out
+}
+
+// proxyLimits converts to the proxy package's limits (zero fields take
+// the proxy's defaults there).
+func (l ProxyLimits) proxyLimits() proxy.Limits {
+	return proxy.Limits{MaxConns: l.MaxConns, HandshakeTimeout: l.HandshakeTimeout, ReadHeaderTimeout: l.ReadHeaderTimeout,
+		ReadTimeout: l.ReadTimeout, IdleTimeout: l.IdleTimeout, WriteStallTimeout: l.WriteStallTimeout,
+		MaxHeaderBytes: l.MaxHeaderBytes, MaxBodyBytes: l.MaxBodyBytes, BackendTimeout: l.BackendTimeout,
+		ConnectTimeout: l.ConnectTimeout, EndpointTimeout: l.EndpointTimeout, EndpointBackoff: l.EndpointBackoff,
+		MaxIdlePerHost: l.MaxIdlePerHost, MaxConnsPerHost: l.MaxConnsPerHost}
 }
