@@ -378,6 +378,12 @@ func (sc *srvConn) serve(ctx context.Context) {
 			sc.replyError(http.StatusBadRequest, "missing required Host header")
 			return
 		}
+		if f.badHost {
+			// The same section: nor with an invalid Host field value
+			// (net/http checks the field, not the target's host).
+			sc.replyError(http.StatusBadRequest, "malformed Host header")
+			return
+		}
 		if f.te && !r.ProtoAtLeast(1, 1) {
 			// RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding
 			// has faulty framing.
@@ -459,13 +465,18 @@ func headerEnd(b []byte) int {
 }
 
 // framing says which message-length fields, and whether a Host field, a
-// raw header block has (known: the block was looked at).
-type framing struct{ known, cl, te, host bool }
+// raw header block has (known: the block was looked at); badHost: a request
+// whose target is not in origin form has a Host field with an invalid value.
+type framing struct{ known, cl, te, host, badHost bool }
 
 // rawFraming looks for Content-Length and Transfer-Encoding fields in a
-// raw header block (the request line is skipped).
+// raw header block (the request line is skipped), and for the Host field.
 func rawFraming(hdr []byte) framing {
 	f := framing{known: true}
+	// A target not in origin form ("/..."): ReadRequest takes the host from
+	// it and drops the Host field, whose value is then only checked here.
+	sp := bytes.IndexByte(hdr, ' ')
+	checkHost := sp >= 0 && sp+1 < len(hdr) && hdr[sp+1] != '/'
 	for {
 		i := bytes.IndexByte(hdr, '\n')
 		if i < 0 {
@@ -481,9 +492,26 @@ func rawFraming(hdr []byte) framing {
 		case 't':
 			f.te = f.te || hasFoldPrefix(hdr, "transfer-encoding:")
 		case 'h':
-			f.host = f.host || hasFoldPrefix(hdr, "host:")
+			if hasFoldPrefix(hdr, "host:") {
+				f.host = true
+				if checkHost && !validHostField(hdr[len("host:"):]) {
+					f.badHost = true
+				}
+			}
 		}
 	}
+}
+
+// validHostField reports whether the value of a raw Host field line (b:
+// what follows the colon) is a valid host, as textproto trims it.
+func validHostField(b []byte) bool {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i]
+	}
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		b = b[:n-1]
+	}
+	return httpguts.ValidHostHeader(string(bytes.Trim(b, " \t")))
 }
 
 func hasFoldPrefix(b []byte, prefix string) bool {

@@ -492,6 +492,8 @@ func TestH1ServerBadRequests(t *testing.T) {
 		{"control byte in value", "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400},
 		{"missing Host", "GET / HTTP/1.1\r\n\r\n", 400},
 		{"absolute form without Host", "GET http://x/ HTTP/1.1\r\n\r\n", 400},
+		{"absolute form, malformed Host", "GET http://x/ HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+		{"authority form, malformed Host", "CONNECT x:443 HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
 		{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
 		{"malformed Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
 		{"conflicting lengths", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
@@ -1185,5 +1187,25 @@ func TestH1ServerLingerTLSClientNotReading(t *testing.T) {
 				t.Fatal("connection still open 8s after the answer")
 			}
 		})
+	}
+}
+
+// The Host field's value is checked in the raw block only when the target
+// is not in origin form (ReadRequest then drops the field); it is trimmed
+// as textproto trims it.
+func TestRawFramingHostValue(t *testing.T) {
+	for _, tc := range []struct {
+		hdr string
+		bad bool
+	}{
+		{"GET http://x/ HTTP/1.1\r\nHost: a b\r\n\r\n", true},
+		{"CONNECT x:443 HTTP/1.1\nhost: a/b\n\n", true},
+		{"GET http://x/ HTTP/1.1\r\nHost:  a.b:80 \t\r\n\r\n", false},
+		{"GET http://x/ HTTP/1.1\r\nHost:\r\n\r\n", false},
+		{"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", false}, // origin form: checkRequest checks r.Host
+	} {
+		if f := rawFraming([]byte(tc.hdr)); f.badHost != tc.bad || !f.host {
+			t.Errorf("%q: got %+v, want badHost=%v", tc.hdr, f, tc.bad)
+		}
 	}
 }
