@@ -833,14 +833,15 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, errors.New("hijack after the response started")
 	}
 	w.stopContinue()
-	w.hijacked = true
 	c := w.sc.c
 	// The handler owns the connection now: its writes are not bounded by
 	// the stall deadline (cleared below), and nothing written before is
-	// dropped.
+	// dropped. If that cannot be flushed, the connection stays with the
+	// server, which closes it.
 	if err := w.sc.bw.Flush(); err != nil {
 		return nil, nil, err
 	}
+	w.hijacked = true
 	w.sc.bw.Reset(c)
 	c.SetDeadline(time.Time{})
 	w.sc.lr.remain = math.MaxInt64

@@ -1209,3 +1209,30 @@ func TestRawFramingHostValue(t *testing.T) {
 		}
 	}
 }
+
+// A Hijack that fails (an earlier write to the client failed, so the
+// buffered writer cannot be flushed) leaves the connection with the server,
+// which closes it: the handler got no connection to close.
+func TestH1ServerHijackFailsConnClosed(t *testing.T) {
+	l := h1TestLimits()
+	l.WriteStallTimeout = 200 * time.Millisecond
+	hijackErr := make(chan error, 1)
+	s := newH1Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusEarlyHints) // the client does not read: cut after the stall timeout
+		_, _, err := w.(http.Hijacker).Hijack()
+		hijackErr <- err
+	}), l, slog.New(&logRec{t: t}))
+	cli, _ := pipeH1(t, s, nil)
+	cli.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(cli, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-hijackErr; err == nil {
+		t.Fatal("hijack after a failed write succeeded")
+	}
+	// Nothing can be written any more; the server must close its end.
+	cli.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := cli.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after the failed hijack: %v, want EOF (the server closed the connection)", err)
+	}
+}
