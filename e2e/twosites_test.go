@@ -107,7 +107,9 @@ func TestTwoSitesProxyPath(t *testing.T) {
 	}))
 	defer backend.Close()
 	a := newSite(t, "siteA", "")
-	b := newSite(t, "siteB", fmt.Sprintf(`  routes:
+	b := newSite(t, "siteB", fmt.Sprintf(`  limits:
+    max_body_bytes: 4096
+  routes:
     - name: workspaces
       path_prefix: /
       backend: %s
@@ -158,6 +160,27 @@ func TestTwoSitesProxyPath(t *testing.T) {
 	}
 	if got := h.Get("X-Forwarded-Tls-Client-Cert-Info"); !strings.Contains(got, "fed%3A"+idBforA) && !strings.Contains(got, "fed:"+idBforA) {
 		t.Errorf("backend saw X-Forwarded-Tls-Client-Cert-Info %q", got)
+	}
+	// B's configured body cap (proxy.limits.max_body_bytes: 4096) holds end
+	// to end: an 8 KiB upload through A is refused by B, 1 KiB passes.
+	post := func(n int) int {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+a.outbound+"/v1/workspaces/42", strings.NewReader(strings.Repeat("x", n)))
+		req.Host = idAforB + ".peer.fedgate"
+		req.Header.Set("Powernode-Remote-Subject", "alice@site-a")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("POST %d bytes: %v", n, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(8 << 10); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("8 KiB POST through A to B: status %d, want 413 from B's configured limit", code)
+	}
+	if code := post(1 << 10); code != http.StatusOK {
+		t.Errorf("1 KiB POST through A to B: status %d, want 200", code)
 	}
 	// Both sites audited the call with the peer id and remote subject.
 	wantAudit := func(s *site, peer, action, decision string) {
