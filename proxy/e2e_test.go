@@ -122,14 +122,18 @@ func TestEndToEnd(t *testing.T) {
 }
 
 // TestAssertedSubject: without a grant, the subject A's service asserts is
-// what B's backend sees; without either, the certificate subject.
+// what B's backend sees; without either, the certificate subject. Both
+// sites' audit records carry the same remote_subject (A's outbound record
+// falls back to the subject of the certificate A presents to B).
 func TestAssertedSubject(t *testing.T) {
 	pr := newPair(t, nil, nil)
-	for _, tc := range []struct{ asserted, want string }{
+	for i, tc := range []struct{ asserted, want string }{
 		{"user:bob@site-a", "user:bob@site-a"},
 		{"", "fed:" + pr.idA},
 	} {
 		r := pr.req(t, http.MethodGet, "/api/status", nil)
+		corr := fmt.Sprintf("subject-%d", i)
+		r.Header.Set(proxy.HeaderCorrelationID, corr)
 		if tc.asserted != "" {
 			r.Header.Set(proxy.HeaderAssertedSubject, tc.asserted)
 		}
@@ -141,6 +145,12 @@ func TestAssertedSubject(t *testing.T) {
 		}
 		if got := pr.be.last().Header.Get(proxy.HeaderAssertedSubject); got != "" {
 			t.Errorf("backend saw %s %q; it must be consumed", proxy.HeaderAssertedSubject, got)
+		}
+		for site, l := range map[string]*teeAuditor{"A": pr.a.audit, "B": pr.b.audit} {
+			recs := l.find(func(r audit.Record) bool { return r.CorrelationID == corr })
+			if len(recs) != 1 || recs[0].RemoteSubject != tc.want {
+				t.Errorf("asserted %q: %s's records %+v, want one with remote_subject %q", tc.asserted, site, recs, tc.want)
+			}
 		}
 	}
 }

@@ -335,6 +335,7 @@ func newPairOpts(t testing.TB, blind bool, modA, modB func(*pair, *proxy.Config)
 	// A knows B at B's inbound address.
 	peerB := activePeer(pr.idB, pr.b.ca.BundlePEM(), "vm")
 	peerB.Endpoints = []federation.Endpoint{{URL: "https://" + pr.b.p.InboundAddr().String(), Scope: federation.ScopeLAN, Priority: 10}}
+	peerB.OutboundSubject = federation.SubjectFor(pr.idA) // the subject of certA, as the agent records it
 	pr.a.state.SetPeer(peerB)
 	pr.a.certs.SetClient(pr.idB, pr.certA)
 	pr.a.socket = filepath.Join(t.TempDir(), "out.sock")

@@ -219,9 +219,6 @@ func validSubject(s string) bool {
 	return true
 }
 
-// remoteSubject picks who acts on the peer's side: the grant's subject when
-// the call carries a grant, else the subject the peer asserts, else the
-// certificate subject.
 // spkiHash is the hex SHA-256 of a certificate's SubjectPublicKeyInfo.
 func spkiHash(c *x509.Certificate) string {
 	s := sha256.Sum256(c.RawSubjectPublicKeyInfo)

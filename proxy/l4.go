@@ -287,6 +287,7 @@ func (p *Proxy) serveOutboundL4(c net.Conn, o OutboundL4) {
 		return
 	}
 	rec.Decision = audit.DecisionAllow
+	rec.RemoteSubject = peer.OutboundSubject // this site acts, as the peer records it
 	if _, err := p.cfg.Auditor.Append(ctx, rec); err != nil {
 		p.m.auditErrors.Inc()
 		return

@@ -85,11 +85,14 @@ func TestL4(t *testing.T) {
 		t.Errorf("echo %q", echoed)
 	}
 	c.Close()
+	// Both sites record the same remote_subject: A's certificate subject.
 	pr.b.audit.waitRecord(t, "l4 allow on B", func(r audit.Record) bool {
-		return r.Action == audit.ActionProxyConnection && r.Decision == audit.DecisionAllow && r.Metadata["route"] == "echo" && r.FederationPeerID == pr.idA
+		return r.Action == audit.ActionProxyConnection && r.Decision == audit.DecisionAllow && r.Metadata["route"] == "echo" &&
+			r.FederationPeerID == pr.idA && r.RemoteSubject == "fed:"+pr.idA
 	})
 	pr.a.audit.waitRecord(t, "l4 allow on A", func(r audit.Record) bool {
-		return r.Action == audit.ActionProxyConnection && r.Decision == audit.DecisionAllow && r.FederationPeerID == pr.idB
+		return r.Action == audit.ActionProxyConnection && r.Decision == audit.DecisionAllow && r.FederationPeerID == pr.idB &&
+			r.RemoteSubject == "fed:"+pr.idA
 	})
 
 	// A route of a kind A never declared: refused, audited, closed.

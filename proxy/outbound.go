@@ -90,6 +90,12 @@ func (p *Proxy) serveOutboundHTTP(w http.ResponseWriter, r *http.Request) {
 			d = &denial{status: http.StatusForbidden, reason: federation.ReasonContractMismatch}
 		}
 	}
+	if rec.RemoteSubject == "" && d == nil {
+		// No subject asserted: the call acts as this site, under the
+		// certificate subject it presents to the peer, the subject the
+		// peer records too (ARCHITECTURE: remote_subject).
+		rec.RemoteSubject = peer.OutboundSubject
+	}
 	if d != nil {
 		p.deny(ctx, w, dirOutbound, peerID, d, &rec)
 		return
