@@ -269,6 +269,7 @@ func (p *Proxy) serveOutboundL4(c net.Conn, o OutboundL4) {
 		Metadata:         map[string]string{"direction": dirOutbound, "route": o.Route, "local_addr": c.RemoteAddr().String()},
 	}
 	peer, ok := p.cfg.State.Peer(o.PeerID)
+	rec.RemoteSubject = peer.OutboundSubject // this site acts, as the peer records it
 	var d *denial
 	switch {
 	case !ok:
@@ -287,7 +288,6 @@ func (p *Proxy) serveOutboundL4(c net.Conn, o OutboundL4) {
 		return
 	}
 	rec.Decision = audit.DecisionAllow
-	rec.RemoteSubject = peer.OutboundSubject // this site acts, as the peer records it
 	if _, err := p.cfg.Auditor.Append(ctx, rec); err != nil {
 		p.m.auditErrors.Inc()
 		return

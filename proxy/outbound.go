@@ -90,10 +90,11 @@ func (p *Proxy) serveOutboundHTTP(w http.ResponseWriter, r *http.Request) {
 			d = &denial{status: http.StatusForbidden, reason: federation.ReasonContractMismatch}
 		}
 	}
-	if rec.RemoteSubject == "" && d == nil {
+	if rec.RemoteSubject == "" {
 		// No subject asserted: the call acts as this site, under the
 		// certificate subject it presents to the peer, the subject the
-		// peer records too (ARCHITECTURE: remote_subject).
+		// peer records too (ARCHITECTURE: remote_subject). Empty for a
+		// peer that is not known.
 		rec.RemoteSubject = peer.OutboundSubject
 	}
 	if d != nil {
