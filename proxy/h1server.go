@@ -239,7 +239,7 @@ func (s *h1Server) shutdown(ctx context.Context) error {
 		s.mu.Lock()
 		for sc := range s.conns {
 			if sc.idle.Load() && (!sc.fresh.Load() || time.Since(sc.born) > freshGrace) {
-				sc.c.Close()
+				closeTransport(sc.c)
 			}
 		}
 		s.mu.Unlock()
@@ -268,9 +268,22 @@ func (s *h1Server) closeAll() {
 	s.closing = true
 	for sc := range s.conns {
 		sc.cancel()
-		sc.c.Close()
+		closeTransport(sc.c)
 	}
 	s.mu.Unlock()
+}
+
+// closeTransport closes the connection underneath a TLS connection (or c
+// itself) for shutdown: a TLS Close first writes the close_notify alert,
+// which crypto/tls lets wait 5 s for a client that does not read, under
+// the server's lock. The connection's goroutine then ends and its own
+// Close finds the transport closed at once.
+func closeTransport(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		tc.NetConn().Close()
+		return
+	}
+	c.Close()
 }
 
 func (sc *srvConn) forget() {

@@ -1236,3 +1236,63 @@ func TestH1ServerHijackFailsConnClosed(t *testing.T) {
 		t.Fatalf("read after the failed hijack: %v, want EOF (the server closed the connection)", err)
 	}
 }
+
+// Shutdown closes an idle TLS connection whose client does not read without
+// waiting for the close_notify alert (crypto/tls gives that write 5 s), so a
+// few such clients cannot hold a shutdown, or a failover, past its deadline.
+func TestH1ServerShutdownIdleTLSClientNotReading(t *testing.T) {
+	s := newH1Server(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		h1TestLimits(), slog.New(&logRec{t: t}))
+	cfg := h1TestTLS(t)
+	cli, closed := pipeH1(t, s, func(c net.Conn) net.Conn { return tls.Server(c, cfg) })
+	tc := tls.Client(cli, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(tc, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	// Idle now, and the client reads nothing more.
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("shutdown took %v closing one idle connection", d)
+	}
+	select {
+	case <-closed:
+	case <-time.After(3 * time.Second):
+		t.Fatal("connection still open after shutdown")
+	}
+}
+
+// Cutting a peer's connection (revocation, suspension) returns at once even
+// when the peer does not read: the close_notify alert is not waited for.
+func TestInConnCloseClientNotReading(t *testing.T) {
+	cfg := h1TestTLS(t)
+	srv, cli := net.Pipe()
+	t.Cleanup(func() { cli.Close(); srv.Close() })
+	sc := tls.Server(srv, cfg)
+	go func() {
+		tc := tls.Client(cli, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+		tc.Handshake() // then reads nothing
+	}()
+	sc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := sc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	sc.SetDeadline(time.Time{})
+	ic := &inConn{conn: sc}
+	start := time.Now()
+	ic.close()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("closing the connection of a peer that does not read took %v", d)
+	}
+}

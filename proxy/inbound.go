@@ -398,7 +398,10 @@ func (c *inConn) close() {
 		c.graceTimer.Stop()
 	}
 	c.mu.Unlock()
-	c.conn.Close()
+	// The transport, not the TLS layer: a peer that has lost trust gets no
+	// close_notify, and one that does not read cannot hold the caller
+	// (StateChanged) for the 5 s crypto/tls gives that alert.
+	closeTransport(c.conn)
 }
 
 // registry tracks live inbound connections and connection slots.
