@@ -1296,3 +1296,23 @@ func TestInConnCloseClientNotReading(t *testing.T) {
 		t.Fatalf("closing the connection of a peer that does not read took %v", d)
 	}
 }
+
+// Closing a pooled connection to a peer that does not read returns at once.
+func TestUpConnCloseServerNotReading(t *testing.T) {
+	cfg := h1TestTLS(t)
+	srv, cli := net.Pipe()
+	t.Cleanup(func() { cli.Close(); srv.Close() })
+	go tls.Server(srv, cfg).Handshake() // then reads nothing
+	cc := tls.Client(cli, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})
+	cc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := cc.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	cc.SetDeadline(time.Time{})
+	uc := &upConn{c: cc}
+	start := time.Now()
+	uc.close()
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("closing a pooled connection to a peer that does not read took %v", d)
+	}
+}

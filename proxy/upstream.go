@@ -102,10 +102,12 @@ unwrap:
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// close closes the connection and frees its slot (once).
+// close closes the connection and frees its slot (once). Under TLS the
+// transport is closed without the close_notify alert, which a peer that
+// does not read could make wait 5 s (StateChanged closes idle ones).
 func (uc *upConn) close() {
 	uc.once.Do(func() {
-		uc.c.Close()
+		closeTransport(uc.c)
 		if uc.closeFn != nil {
 			uc.closeFn()
 		}
