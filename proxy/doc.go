@@ -50,7 +50,9 @@
 // when Config.HTTP2ToPeers is set). A client that goes away mid-call is
 // noticed when its response is written; the upstream call is bounded by
 // Limits.BackendTimeout. A client that stops reading its response is cut
-// after Limits.WriteStallTimeout without progress (HTTP/2: WriteByteTimeout).
+// after Limits.WriteStallTimeout without progress (HTTP/2: the stream is
+// reset, and the connection cut by WriteByteTimeout), so it cannot hold an
+// upstream connection that other calls need.
 // A connection closed while its client may still be sending (an error
 // answer, a request body left unread) is closed lingering: half-closed, the
 // rest of the input discarded for up to two seconds, so that the reset of a

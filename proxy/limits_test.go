@@ -2,11 +2,14 @@ package proxy_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -252,5 +255,60 @@ func TestAllEndpointsDown(t *testing.T) {
 	code, _, body := do(t, pr.client, pr.req(t, "GET", "/api/status", nil))
 	if code != 502 || denialReason(t, body) != proxy.ReasonPeerUnreachable {
 		t.Errorf("%d %s", code, body)
+	}
+}
+
+// A peer that stops reading an HTTP/2 response stream has the stream reset
+// after the write-stall timeout: it does not keep the upstream connection,
+// here the backend's only slot (MaxConnsPerHost 1), from the next call.
+func TestH2StalledStreamReleasesUpstream(t *testing.T) {
+	big := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("small") != "" {
+			io.WriteString(w, "small")
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(256<<20))
+		chunk := make([]byte, 64<<10)
+		for n := 0; n < 256<<20; n += len(chunk) {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(big.Close)
+	pr := newPair(t, nil, func(c *proxy.Config) {
+		c.Routes = append(c.Routes, proxy.Route{Name: "big", PathPrefix: "/api/big", Backend: big.URL, ResourceKind: "vm"})
+		c.Limits.WriteStallTimeout = 300 * time.Millisecond
+		c.Limits.MaxConnsPerHost = 1
+	})
+	client := directClient(pr.certA, true)
+	client.Timeout = 0
+	get := func(ctx context.Context, q string) (*http.Response, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+pr.b.p.InboundAddr().String()+"/api/big"+q, nil)
+		return client.Do(req)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	stalled, err := get(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Body.Close()
+	if stalled.ProtoMajor != 2 {
+		t.Fatalf("spoke HTTP/%d, want 2", stalled.ProtoMajor)
+	}
+	// Read nothing of the stalled stream; the next call needs the slot.
+	start := time.Now()
+	resp, err := get(ctx, "?small=1")
+	if err != nil {
+		t.Fatalf("second call: %v after %v", err, time.Since(start))
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "small" {
+		t.Fatalf("second call: %d %q", resp.StatusCode, body)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("second call waited %v for the stalled stream's upstream slot", d)
 	}
 }

@@ -26,6 +26,7 @@ type upstream struct {
 	dial        func(ctx context.Context) (net.Conn, error)
 	maxIdle     int
 	respTimeout time.Duration
+	stall       time.Duration // Limits.WriteStallTimeout, for HTTP/2 responses
 	// slots caps open connections: under overload requests queue for a
 	// connection instead of opening ever more (each a TLS handshake).
 	slots chan struct{}
@@ -115,7 +116,7 @@ func (uc *upConn) close() {
 }
 
 func newUpstream(dial func(ctx context.Context) (net.Conn, error), l Limits) *upstream {
-	return &upstream{dial: dial, maxIdle: l.MaxIdlePerHost, respTimeout: l.BackendTimeout,
+	return &upstream{dial: dial, maxIdle: l.MaxIdlePerHost, respTimeout: l.BackendTimeout, stall: l.WriteStallTimeout,
 		slots: make(chan struct{}, l.MaxConnsPerHost)}
 }
 
@@ -411,10 +412,19 @@ func (u *upstream) respond(w http.ResponseWriter, r *http.Request, uc *upConn, r
 	bp := bufPool.Get().(*[]byte)
 	var err error
 	if resp.ContentLength != 0 && r.Method != http.MethodHead {
+		var out io.Writer = writerOnly{w}
+		var sw *stallWriter
+		if r.ProtoMajor == 2 && u.stall > 0 {
+			sw = &stallWriter{w: w, rc: http.NewResponseController(w), t: u.stall}
+			out = sw
+		}
 		if resp.ContentLength < 0 {
-			err = copyFlushing(w, resp.Body, *bp)
+			err = copyFlushing(out, w, resp.Body, *bp)
 		} else {
-			_, err = io.CopyBuffer(writerOnly{w}, resp.Body, *bp)
+			_, err = io.CopyBuffer(out, resp.Body, *bp)
+		}
+		if sw != nil && err == nil {
+			sw.rc.SetWriteDeadline(time.Time{}) // the body is out; the stream ends normally
 		}
 	}
 	bufPool.Put(bp)
@@ -435,14 +445,37 @@ func (u *upstream) respond(w http.ResponseWriter, r *http.Request, uc *upConn, r
 // writerOnly hides ReadFrom so io.CopyBuffer uses our pooled buffer.
 type writerOnly struct{ io.Writer }
 
-// copyFlushing copies a body of unknown length, flushing after every read
-// so streamed responses (server-sent events, long polls) are not held.
-func copyFlushing(w http.ResponseWriter, src io.Reader, buf []byte) error {
+// stallWriter bounds each wait of an HTTP/2 response write by the
+// write-stall timeout, as the HTTP/1 loop does on its connection: a peer
+// that stops reading a stream (its flow-control window stays shut) has the
+// stream reset instead of holding the handler and its upstream connection,
+// one of the MaxConnsPerHost slots every peer shares, for good. The
+// deadline follows progress and is moved at most every eighth of the
+// timeout.
+type stallWriter struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	t   time.Duration
+	set time.Time
+}
+
+func (s *stallWriter) Write(p []byte) (int, error) {
+	if now := time.Now(); now.Sub(s.set) > s.t/8 {
+		s.set = now
+		s.rc.SetWriteDeadline(now.Add(s.t))
+	}
+	return s.w.Write(p)
+}
+
+// copyFlushing copies a body of unknown length to out, flushing w after
+// every read so streamed responses (server-sent events, long polls) are
+// not held.
+func copyFlushing(out io.Writer, w http.ResponseWriter, src io.Reader, buf []byte) error {
 	f, _ := w.(http.Flusher)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
+			if _, werr := out.Write(buf[:n]); werr != nil {
 				return werr
 			}
 			if f != nil {
