@@ -167,3 +167,11 @@ echo "  fg-noaudit $("$HERE/cpu-per-req.sh" "${URL[fg-noaudit]}" "$HOST" "$NA_A_
 echo "== memory per idle mTLS connection (fedgate inbound process RSS)"
 "$LG" -url https://127.0.0.1:18453/ -cert "$WORK/fg/a.pem" -key "$WORK/fg/a.key" -mode idle -idle 1000 -pid "$FG_B_PID" | sed 's/^/  fedgate /'
 echo "== audit records written (all fedgate processes): $(cat "$WORK"/fg/audit-*/*.jsonl 2>/dev/null | wc -l)"
+# The issue's targets against this run's figures, stated plainly.
+verdict() { awk -v v="$1" -v lim="$2" -v op="$3" 'BEGIN {ok = (op == ">=") ? v >= lim : v < lim; print (ok ? "met" : "NOT met")}'; }
+R2=$(awk -v f="$(col fedgate 1)" -v n="$(col nginx 1)" 'BEGIN {printf "%.2f", f/n}')
+R1=$(awk -v f="$(col 1hop-fedgate 1)" -v n="$(col 1hop-nginx 1)" 'BEGIN {printf "%.2f", f/n}')
+P1=$(col ol1-fedgate 2) P2=$(col ol2-fedgate 2)
+echo "== targets (issue #5)"
+echo "  req/s with audit on at or above nginx: two hops ${R2}x ($(verdict "$R2" 1 ">=")), one hop ${R1}x ($(verdict "$R1" 1 ">="))"
+echo "  p99 added at 1,000 req/s under 1 ms: one hop ${P1} ms ($(verdict "$P1" 1 "<")), two hops ${P2} ms ($(verdict "$P2" 1 "<"))"
