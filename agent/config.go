@@ -127,6 +127,10 @@ type ProxyLimits struct {
 	// MaxConnsPerHost caps open connections per backend or peer; more calls
 	// wait for one (default 256).
 	MaxConnsPerHost int `yaml:"max_conns_per_host"`
+	// MaxInFlightPerPeer caps one peer's inbound calls in flight; more are
+	// answered 429 (default half of max_conns_per_host, so no peer can take
+	// every backend connection).
+	MaxInFlightPerPeer int `yaml:"max_in_flight_per_peer"`
 }
 
 // validate refuses negative values and a header limit too small to carry
@@ -141,7 +145,8 @@ func (l *ProxyLimits) validate() error {
 		}
 	}
 	for k, n := range map[string]int64{"max_conns": int64(l.MaxConns), "max_header_bytes": int64(l.MaxHeaderBytes),
-		"max_body_bytes": l.MaxBodyBytes, "max_idle_per_host": int64(l.MaxIdlePerHost), "max_conns_per_host": int64(l.MaxConnsPerHost)} {
+		"max_body_bytes": l.MaxBodyBytes, "max_idle_per_host": int64(l.MaxIdlePerHost), "max_conns_per_host": int64(l.MaxConnsPerHost),
+		"max_in_flight_per_peer": int64(l.MaxInFlightPerPeer)} {
 		if n < 0 {
 			return badField("proxy.limits."+k, "must not be negative (0 keeps the default), got %d", n)
 		}

@@ -126,6 +126,7 @@ proxy:
     max_header_bytes: 8192
     max_body_bytes: 1073741824
     connect_timeout: 500ms
+    max_in_flight_per_peer: 64
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +134,7 @@ proxy:
 	a := &Agent{cfg: cfg, log: slog.New(slog.DiscardHandler)}
 	pc := a.proxyConfig()
 	want := proxy.Limits{MaxConns: 100, ReadHeaderTimeout: 2 * time.Second, WriteStallTimeout: 45 * time.Second,
-		MaxHeaderBytes: 8192, MaxBodyBytes: 1 << 30, ConnectTimeout: 500 * time.Millisecond}
+		MaxHeaderBytes: 8192, MaxBodyBytes: 1 << 30, ConnectTimeout: 500 * time.Millisecond, MaxInFlightPerPeer: 64}
 	if diff := cmp.Diff(want, pc.Limits); diff != "" || !pc.AuditStrictAll {
 		t.Fatalf("proxy config (-want +got):\n%s\nAuditStrictAll=%v", diff, pc.AuditStrictAll)
 	}

@@ -278,5 +278,5 @@ func (l ProxyLimits) proxyLimits() proxy.Limits {
 		ReadTimeout: l.ReadTimeout, IdleTimeout: l.IdleTimeout, WriteStallTimeout: l.WriteStallTimeout,
 		MaxHeaderBytes: l.MaxHeaderBytes, MaxBodyBytes: l.MaxBodyBytes, BackendTimeout: l.BackendTimeout,
 		ConnectTimeout: l.ConnectTimeout, EndpointTimeout: l.EndpointTimeout, EndpointBackoff: l.EndpointBackoff,
-		MaxIdlePerHost: l.MaxIdlePerHost, MaxConnsPerHost: l.MaxConnsPerHost}
+		MaxIdlePerHost: l.MaxIdlePerHost, MaxConnsPerHost: l.MaxConnsPerHost, MaxInFlightPerPeer: l.MaxInFlightPerPeer}
 }

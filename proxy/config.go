@@ -80,6 +80,10 @@ type Limits struct {
 	EndpointBackoff   time.Duration // skip a failed endpoint for (5s)
 	MaxIdlePerHost    int           // pooled idle connections per backend/peer (256)
 	MaxConnsPerHost   int           // open connections per backend/peer; more requests queue (256)
+	// MaxInFlightPerPeer caps one peer's inbound calls in flight; more are
+	// answered 429 peer_concurrency_limit (default MaxConnsPerHost/2, so no
+	// peer can take every backend connection; negative: no limit).
+	MaxInFlightPerPeer int
 }
 
 // Config configures a Proxy.
@@ -207,6 +211,9 @@ func (c *Config) setDefaults() {
 	}
 	if l.MaxConnsPerHost == 0 {
 		l.MaxConnsPerHost = 256
+	}
+	if l.MaxInFlightPerPeer == 0 {
+		l.MaxInFlightPerPeer = max(1, l.MaxConnsPerHost/2)
 	}
 	for i := range c.Routes {
 		if c.Routes[i].Kind == "" {

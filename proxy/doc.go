@@ -52,7 +52,10 @@
 // Limits.BackendTimeout. A client that stops reading its response is cut
 // after Limits.WriteStallTimeout without progress (HTTP/2: the stream is
 // reset, and the connection cut by WriteByteTimeout), so it cannot hold an
-// upstream connection that other calls need.
+// upstream connection that other calls need. Backend connection pools are
+// shared by all peers; one peer's inbound calls in flight are capped
+// (Limits.MaxInFlightPerPeer, half the pool by default; 429
+// peer_concurrency_limit, audited) so it cannot take them all.
 // A connection closed while its client may still be sending (an error
 // answer, a request body left unread) is closed lingering: half-closed, the
 // rest of the input discarded for up to two seconds, so that the reset of a

@@ -24,6 +24,7 @@ const (
 	ReasonConnectionRevoked = "connection_revoked"
 	ReasonAuditUnavailable  = "audit_unavailable"
 	ReasonRateLimited       = "rate_limited"
+	ReasonPeerBusy          = "peer_concurrency_limit"
 	ReasonBodyTooLarge      = "body_too_large"
 	ReasonSmuggling         = "ambiguous_message_length"
 	ReasonBackendError      = "backend_unavailable"
@@ -241,6 +242,13 @@ func (p *Proxy) serveInboundHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !p.inflight.acquire(ic.peerID, p.cfg.Limits.MaxInFlightPerPeer) {
+		// One peer may not take every backend connection (the pools and
+		// their MaxConnsPerHost slots are shared by all peers).
+		p.deny(ctx, w, dirInbound, ic.peerID, &denial{status: http.StatusTooManyRequests, reason: ReasonPeerBusy, retryAfter: 1}, &rec)
+		return
+	}
+	defer p.inflight.release(ic.peerID)
 	req := &inReq{migration: migration}
 	ctx, req.cancel = context.WithCancel(ctx)
 	defer req.cancel()
@@ -431,5 +439,34 @@ func (p *Proxy) auditAndForward(ctx context.Context, w http.ResponseWriter, r *h
 		p.auditFailed(w, c, aerr)
 	} else if err != nil {
 		p.forwardFailed(w, r, err, c)
+	}
+}
+
+// peerInflight counts inbound calls in flight per peer.
+type peerInflight struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// acquire counts a call of peer unless it already has max in flight
+// (max < 0: no limit).
+func (f *peerInflight) acquire(peer string, max int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if max >= 0 && f.n[peer] >= max {
+		return false
+	}
+	if f.n == nil {
+		f.n = map[string]int{}
+	}
+	f.n[peer]++
+	return true
+}
+
+func (f *peerInflight) release(peer string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[peer]--; f.n[peer] <= 0 {
+		delete(f.n, peer)
 	}
 }

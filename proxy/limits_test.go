@@ -280,6 +280,7 @@ func TestH2StalledStreamReleasesUpstream(t *testing.T) {
 		c.Routes = append(c.Routes, proxy.Route{Name: "big", PathPrefix: "/api/big", Backend: big.URL, ResourceKind: "vm"})
 		c.Limits.WriteStallTimeout = 300 * time.Millisecond
 		c.Limits.MaxConnsPerHost = 1
+		c.Limits.MaxInFlightPerPeer = -1 // the upstream slot is what is tested
 	})
 	client := directClient(pr.certA, true)
 	client.Timeout = 0
@@ -310,5 +311,36 @@ func TestH2StalledStreamReleasesUpstream(t *testing.T) {
 	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("second call waited %v for the stalled stream's upstream slot", d)
+	}
+}
+
+// One peer's inbound calls in flight are capped (MaxInFlightPerPeer): the
+// call past the cap is answered 429 peer_concurrency_limit with
+// Retry-After and audited, the calls in flight are unaffected, and the
+// count comes back as they finish.
+func TestPeerInFlightLimit(t *testing.T) {
+	pr := newPair(t, nil, func(c *proxy.Config) { c.Limits.MaxInFlightPerPeer = 2 })
+	r1, r2 := pr.be.hold("/api/status/held-1"), pr.be.hold("/api/status/held-2")
+	c1 := goDo(pr, pr.req(t, http.MethodGet, "/api/status/held-1", nil))
+	waitArrival(t, pr.be, "/api/status/held-1")
+	c2 := goDo(pr, pr.req(t, http.MethodGet, "/api/status/held-2", nil))
+	waitArrival(t, pr.be, "/api/status/held-2")
+
+	code, hdr, body := do(t, pr.client, pr.req(t, http.MethodGet, "/api/status/third", nil))
+	if code != http.StatusTooManyRequests || denialReason(t, body) != proxy.ReasonPeerBusy || hdr.Get("Retry-After") == "" {
+		t.Fatalf("third call: %d %q Retry-After %q, want 429 %s with Retry-After", code, body, hdr.Get("Retry-After"), proxy.ReasonPeerBusy)
+	}
+	pr.b.audit.waitRecord(t, "peer_concurrency_limit denial on B", func(r audit.Record) bool {
+		return r.Decision == audit.DecisionDeny && strings.HasPrefix(r.Reason, proxy.ReasonPeerBusy) && r.FederationPeerID == pr.idA
+	})
+	close(r1)
+	close(r2)
+	for i, c := range []chan result{c1, c2} {
+		if res := <-c; res.err != nil || res.code != 200 {
+			t.Fatalf("held call %d: %d %v", i+1, res.code, res.err)
+		}
+	}
+	if code, _, body := do(t, pr.client, pr.req(t, http.MethodGet, "/api/status/after", nil)); code != 200 {
+		t.Fatalf("call after the held ones finished: %d %s", code, body)
 	}
 }

@@ -42,6 +42,7 @@ type Proxy struct {
 	peerUps          sync.Map // peer id → *upstream
 
 	limiters *limiters
+	inflight peerInflight // inbound calls in flight per peer
 	conns    *registry
 	outReqs  *outTracker
 	outL4    *l4Tracker
