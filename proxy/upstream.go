@@ -262,8 +262,8 @@ func (u *upstream) forwardGated(ctx context.Context, w http.ResponseWriter, r *h
 		if gate != nil {
 			if err := gate(); err != nil {
 				stop()
+				uc.close() // first: Body.Close reads an unfinished body to its end
 				resp.Body.Close()
-				uc.close()
 				return err
 			}
 		}
@@ -428,10 +428,12 @@ func (u *upstream) respond(w http.ResponseWriter, r *http.Request, uc *upConn, r
 		}
 	}
 	bufPool.Put(bp)
-	resp.Body.Close()
 	cut := !stop()
 	if err != nil || cut || resp.Close || r.Close {
+		// Closed before the body: Body.Close of an http.ReadResponse body
+		// reads what is left of it to its end (a stream never ends).
 		uc.close()
+		resp.Body.Close()
 		if err != nil {
 			// The status line is out: the only honest signal left is to
 			// abort the client's stream.
@@ -439,6 +441,7 @@ func (u *upstream) respond(w http.ResponseWriter, r *http.Request, uc *upConn, r
 		}
 		return
 	}
+	resp.Body.Close()
 	u.put(uc)
 }
 

@@ -1,0 +1,198 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Client-level tests of upstream.go against scripted backends.
+
+// rvBackend listens on loopback and serves every accepted connection with
+// serve on its own goroutine; it returns a dialer for newUpstream.
+func rvBackend(t *testing.T, serve func(c net.Conn)) func(ctx context.Context) (net.Conn, error) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				serve(c)
+			}()
+		}
+	}()
+	addr := ln.Addr().String()
+	return func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}
+}
+
+// rvHTTPBackend is rvBackend for a net/http handler.
+func rvHTTPBackend(t *testing.T, h http.Handler) (func(ctx context.Context) (net.Conn, error), *httptest.Server) {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	addr := srv.Listener.Addr().String()
+	return func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}, srv
+}
+
+func rvUpstream(t *testing.T, dial func(ctx context.Context) (net.Conn, error), maxConns int) *upstream {
+	u := newUpstream(dial, Limits{MaxIdlePerHost: 4, MaxConnsPerHost: maxConns, BackendTimeout: 10 * time.Second})
+	t.Cleanup(u.closeIdle)
+	return u
+}
+
+// rvReq is a request as a handler receives it.
+func rvReq(method, path string, body io.Reader, n int64) *http.Request {
+	r := httptest.NewRequest(method, path, nil)
+	r.ContentLength = n
+	r.Body = http.NoBody
+	if body != nil {
+		r.Body = io.NopCloser(body)
+	}
+	return r
+}
+
+// rvForward runs forwardGated, turning a panic into an error.
+func rvForward(ctx context.Context, u *upstream, w http.ResponseWriter, r *http.Request, gate func() error) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("panic: %v", v)
+		}
+	}()
+	return u.forwardGated(ctx, w, r, "backend", r.URL.RequestURI(), gate)
+}
+
+func rvGet(t *testing.T, u *upstream, path string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	rec := httptest.NewRecorder()
+	if err := rvForward(ctx, u, rec, rvReq("GET", path, nil, 0), nil); err != nil {
+		return "", err
+	}
+	return rec.Body.String(), nil
+}
+
+// rvReadReq reads one request (and its body) from br.
+func rvReadReq(br *bufio.Reader) (*http.Request, error) {
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(io.Discard, req.Body)
+	return req, err
+}
+
+func rvWaitSlots(t *testing.T, u *upstream) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); len(u.slots) != 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connection slots still held", len(u.slots))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// rvFailWriter is a client that went away: every body write fails.
+type rvFailWriter struct{ h http.Header }
+
+func (w *rvFailWriter) Header() http.Header         { return w.h }
+func (w *rvFailWriter) WriteHeader(int)             {}
+func (w *rvFailWriter) Write(p []byte) (int, error) { return 0, errors.New("client gone") }
+
+// A forward that gives up on a response (the client's write failed, or the
+// gate refused it) closes the upstream connection at once: it does not read
+// the rest of the backend's body first (http.Response.Body.Close on a body
+// of http.ReadResponse reads it to its end), which for a stream never ends
+// and holds the call and its connection slot.
+func TestUpstreamAbortDoesNotDrainBody(t *testing.T) {
+	dial, srv := rvHTTPBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/big" {
+			// A large download with a Content-Length, sent slowly.
+			w.Header().Set("Content-Length", "104857600")
+		}
+		chunk := bytes.Repeat([]byte("x"), 1024)
+		for i := 0; i < 100<<10; i++ {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}))
+	for _, tc := range []struct {
+		name, path string
+		w          func() http.ResponseWriter
+		gate       func() error
+	}{
+		{"client gone, chunked stream", "/stream", func() http.ResponseWriter { return &rvFailWriter{h: http.Header{}} }, nil},
+		{"client gone, content-length", "/big", func() http.ResponseWriter { return &rvFailWriter{h: http.Header{}} }, nil},
+		{"gate refuses, chunked stream", "/stream", func() http.ResponseWriter { return httptest.NewRecorder() }, func() error { return errors.New("audit down") }},
+		{"gate refuses, content-length", "/big", func() http.ResponseWriter { return httptest.NewRecorder() }, func() error { return errors.New("audit down") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := rvUpstream(t, dial, 1)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- rvForward(ctx, u, tc.w(), rvReq("GET", tc.path, nil, 0), tc.gate) }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Fatal("forward succeeded")
+				}
+				t.Logf("forward: %v", err)
+			case <-time.After(3 * time.Second):
+				cancel()
+				srv.CloseClientConnections()
+				<-done
+				t.Fatal("the forward was still reading the backend's body 3 s after it gave up on the response")
+			}
+			rvWaitSlots(t, u)
+		})
+	}
+}
