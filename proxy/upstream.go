@@ -297,6 +297,11 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, ho
 		if err != nil {
 			return nil, fmt.Errorf("read response: %w", err)
 		}
+		if resp.StatusCode < 100 {
+			// ReadResponse takes any three digits; below 100 is no
+			// status (RFC 9110 15) and WriteHeader would panic on it.
+			return nil, fmt.Errorf("read response: invalid status code %q", resp.Status)
+		}
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 			continue // 1xx interim responses are not passed on
 		}
@@ -401,6 +406,15 @@ func copyChunked(bw *bufio.Writer, src io.Reader, buf []byte) error {
 // respond streams resp to w, then pools or closes the connection; stop
 // ends the exchange's cancellation watcher (false: it fired).
 func (u *upstream) respond(w http.ResponseWriter, r *http.Request, uc *upConn, resp *http.Response, stop func() bool) {
+	// A panic of w (http.ErrAbortHandler, say) must not leak the
+	// connection and its slot.
+	settled := false
+	defer func() {
+		if !settled {
+			stop()
+			uc.close()
+		}
+	}()
 	dst := w.Header()
 	for k, vs := range resp.Header {
 		if hopHeaders[k] {
@@ -429,6 +443,7 @@ func (u *upstream) respond(w http.ResponseWriter, r *http.Request, uc *upConn, r
 	}
 	bufPool.Put(bp)
 	cut := !stop()
+	settled = true
 	if err != nil || cut || resp.Close || r.Close {
 		// Closed before the body: Body.Close of an http.ReadResponse body
 		// reads what is left of it to its end (a stream never ends).

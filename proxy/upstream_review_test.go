@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -195,4 +196,59 @@ func TestUpstreamAbortDoesNotDrainBody(t *testing.T) {
 			rvWaitSlots(t, u)
 		})
 	}
+}
+
+// rvPanicWriter panics on the first body write, as a ResponseWriter may
+// (http.ErrAbortHandler).
+type rvPanicWriter struct{ h http.Header }
+
+func (w *rvPanicWriter) Header() http.Header         { return w.h }
+func (w *rvPanicWriter) WriteHeader(int)             {}
+func (w *rvPanicWriter) Write(p []byte) (int, error) { panic(http.ErrAbortHandler) }
+
+// Every way out of respond gives the connection's slot back, a panic of
+// the ResponseWriter too; and a status code below 100 (which
+// http.ReadResponse accepts and WriteHeader panics on) is a malformed
+// response, answered as a failed forward before anything is written.
+func TestUpstreamRespondPanicReleasesSlot(t *testing.T) {
+	dial := rvBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := rvReadReq(br)
+			if err != nil {
+				return
+			}
+			if req.URL.Path == "/bad-status" {
+				io.WriteString(c, "HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nno")
+				continue
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+		}
+	})
+	t.Run("writer panics", func(t *testing.T) {
+		u := rvUpstream(t, dial, 1)
+		err := rvForward(context.Background(), u, &rvPanicWriter{h: http.Header{}}, rvReq("GET", "/", nil, 0), nil)
+		if err == nil || !strings.Contains(err.Error(), "abort Handler") {
+			t.Fatalf("forward: %v, want the writer's panic", err)
+		}
+		rvWaitSlots(t, u)
+		if body, err := rvGet(t, u, "/"); err != nil || body != "hello" {
+			t.Fatalf("next call: %q, %v", body, err)
+		}
+	})
+	t.Run("status below 100", func(t *testing.T) {
+		u := rvUpstream(t, dial, 1)
+		rec := httptest.NewRecorder()
+		err := rvForward(context.Background(), u, rec, rvReq("GET", "/bad-status", nil, 0), nil)
+		if err == nil || strings.HasPrefix(err.Error(), "panic") {
+			t.Fatalf("forward: %v, want an error return", err)
+		}
+		if rec.Code != http.StatusOK || rec.Body.Len() != 0 || len(rec.Header()) != 0 {
+			t.Fatalf("something was written: %d %q %v", rec.Code, rec.Body, rec.Header())
+		}
+		rvWaitSlots(t, u)
+		if body, err := rvGet(t, u, "/"); err != nil || body != "hello" {
+			t.Fatalf("next call: %q, %v", body, err)
+		}
+	})
 }
