@@ -444,7 +444,10 @@ func (u *upstream) respond(w http.ResponseWriter, r *http.Request, uc *upConn, r
 	bufPool.Put(bp)
 	cut := !stop()
 	settled = true
-	if err != nil || cut || resp.Close || r.Close {
+	// Bytes already read past the response were not asked for (a wrong
+	// Content-Length, a body on a 204 or to a HEAD): pooled, the next call
+	// would take them for its response.
+	if err != nil || cut || resp.Close || r.Close || uc.br.Buffered() > 0 {
 		// Closed before the body: Body.Close of an http.ReadResponse body
 		// reads what is left of it to its end (a stream never ends).
 		uc.close()

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -251,4 +252,47 @@ func TestUpstreamRespondPanicReleasesSlot(t *testing.T) {
 			t.Fatalf("next call: %q, %v", body, err)
 		}
 	})
+}
+
+// Bytes after the end of a response (a miscounted Content-Length, a body
+// sent with a 204 or to a HEAD, a second response) were not asked for: the
+// connection is not pooled, or the next call, maybe another client's, reads
+// them as its response.
+func TestUpstreamUnsolicitedBytesNotReused(t *testing.T) {
+	for _, tc := range []struct{ name, method, first string }{
+		{"extra response", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" +
+			"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret"},
+		{"body on a 204", "GET", "HTTP/1.1 204 No Content\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret"},
+		{"body to a HEAD", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 41\r\n\r\n" +
+			"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var conns atomic.Int32
+			dial := rvBackend(t, func(c net.Conn) {
+				n := conns.Add(1)
+				br := bufio.NewReader(c)
+				for i := 0; ; i++ {
+					if _, err := rvReadReq(br); err != nil {
+						return
+					}
+					if n == 1 && i == 0 {
+						io.WriteString(c, tc.first)
+						continue
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nmine")
+				}
+			})
+			u := rvUpstream(t, dial, 2)
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			if err := rvForward(ctx, u, httptest.NewRecorder(), rvReq(tc.method, "/", nil, 0), nil); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond) // let any stray bytes arrive
+			if body, err := rvGet(t, u, "/"); err != nil || body != "mine" {
+				t.Fatalf("next call got %q, %v; want its own response", body, err)
+			}
+		})
+	}
 }
