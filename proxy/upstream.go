@@ -37,11 +37,44 @@ type upstream struct {
 
 type upConn struct {
 	c       net.Conn
+	lim     headLimit // what br reads from
 	br      *bufio.Reader
 	bw      *bufio.Writer
 	closeFn func()
 	once    sync.Once
 	idleAt  time.Time // when it was last put back in the pool
+}
+
+// maxResponseHead bounds what is read for a response head, interim (1xx)
+// responses included, as net/http's Transport does with
+// MaxResponseHeaderBytes (10 MiB there; nginx and Envoy refuse far less
+// by default): a backend or peer sending an endless header would
+// otherwise have it all buffered.
+const maxResponseHead = 1 << 20
+
+var errHeadTooLarge = fmt.Errorf("response head larger than %d bytes", maxResponseHead)
+
+// headLimit is the reader under an upConn's bufio.Reader: while on (a
+// response head is being read) it allows n more bytes.
+type headLimit struct {
+	r  io.Reader
+	n  int64
+	on bool
+}
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if !l.on {
+		return l.r.Read(p)
+	}
+	if l.n <= 0 {
+		return 0, errHeadTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
 }
 
 // staleAfter is how long a pooled connection may sit idle before get
@@ -141,7 +174,8 @@ func (u *upstream) get(ctx context.Context, fresh bool) (*upConn, bool, error) {
 				<-u.slots
 				return nil, false, err
 			}
-			uc := &upConn{c: c, br: bufio.NewReaderSize(c, 16<<10), bw: bufio.NewWriterSize(c, 16<<10)}
+			uc := &upConn{c: c, lim: headLimit{r: c}, bw: bufio.NewWriterSize(c, 16<<10)}
+			uc.br = bufio.NewReaderSize(&uc.lim, 16<<10)
 			uc.closeFn = func() { <-u.slots }
 			return uc, false, nil
 		case <-ctx.Done():
@@ -283,6 +317,7 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, ho
 	if u.respTimeout > 0 {
 		uc.c.SetReadDeadline(time.Now().Add(u.respTimeout))
 	}
+	uc.lim.on, uc.lim.n = true, maxResponseHead
 	for {
 		if _, err := uc.br.Peek(1); err != nil {
 			if ctx.Err() != nil {
@@ -308,6 +343,7 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, ho
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			return nil, errors.New("upstream switched protocols on a plain request")
 		}
+		uc.lim.on = false
 		if u.respTimeout <= 0 || resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
 			// The body is read from the socket: no response timeout on
 			// it (streams may be long). A body already buffered needs

@@ -296,3 +296,41 @@ func TestUpstreamUnsolicitedBytesNotReused(t *testing.T) {
 		})
 	}
 }
+
+// A response head is read within a bound (net/http's Transport: 10 MiB by
+// default): a backend or peer that sends an endless header does not make
+// the proxy buffer all of it.
+func TestUpstreamResponseHeadBounded(t *testing.T) {
+	const total = 64 << 20
+	sent := make(chan int, 1)
+	dial := rvBackend(t, func(c net.Conn) {
+		if _, err := rvReadReq(bufio.NewReader(c)); err != nil {
+			sent <- -1
+			return
+		}
+		n, _ := io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: ")
+		chunk := bytes.Repeat([]byte("a"), 32<<10)
+		for n < total {
+			m, err := c.Write(chunk)
+			n += m
+			if err != nil {
+				break
+			}
+		}
+		sent <- n
+	})
+	u := rvUpstream(t, dial, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := rvForward(ctx, u, httptest.NewRecorder(), rvReq("GET", "/", nil, 0), nil)
+	if err == nil {
+		t.Fatal("forward succeeded")
+	}
+	t.Logf("forward: %.200v", err)
+	if n := <-sent; n >= total {
+		t.Fatalf("the proxy read a %d MiB response header", n>>20)
+	} else {
+		t.Logf("backend wrote %d KiB before the proxy closed", n>>10)
+	}
+	rvWaitSlots(t, u)
+}
