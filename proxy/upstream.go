@@ -181,7 +181,14 @@ func (u *upstream) get(ctx context.Context, fresh bool) (*upConn, bool, error) {
 		case <-ctx.Done():
 			return nil, false, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
-			// at the cap: look for a connection returned meanwhile
+			// at the cap: look for a connection returned meanwhile; a
+			// retry, which takes no pooled one, closes one to free its
+			// slot (else idle connections could hold every slot for good)
+			if fresh {
+				if uc := u.popIdle(); uc != nil {
+					uc.close()
+				}
+			}
 		}
 	}
 }

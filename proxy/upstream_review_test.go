@@ -334,3 +334,54 @@ func TestUpstreamResponseHeadBounded(t *testing.T) {
 	}
 	rvWaitSlots(t, u)
 }
+
+// The retry of a call whose pooled connection the server had closed takes a
+// new connection; at MaxConnsPerHost, with every slot held by a connection
+// sitting idle in the pool, it must still get one (closing an idle one),
+// not wait for a slot that no call will give back.
+func TestUpstreamRetryNotStarvedByIdleConns(t *testing.T) {
+	gotDrop := make(chan struct{})
+	release := make(chan struct{})
+	var drops atomic.Int32
+	dial := rvBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := rvReadReq(br)
+			if err != nil {
+				return
+			}
+			switch req.URL.Path {
+			case "/drop":
+				if drops.Add(1) == 1 {
+					close(gotDrop)
+					<-release
+					return // closed with no response: the pooled-connection race
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nretried")
+			default:
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			}
+		}
+	})
+	u := rvUpstream(t, dial, 1)
+	if body, err := rvGet(t, u, "/warm"); err != nil || body != "ok" {
+		t.Fatalf("warm-up: %q, %v", body, err)
+	}
+	type result struct {
+		body string
+		err  error
+	}
+	a := make(chan result, 1)
+	go func() { b, err := rvGet(t, u, "/drop"); a <- result{b, err} }() // takes the pooled connection
+	<-gotDrop
+	c := make(chan result, 1)
+	go func() { b, err := rvGet(t, u, "/other"); c <- result{b, err} }() // queues for the one slot
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	if r := <-c; r.err != nil || r.body != "ok" {
+		t.Fatalf("queued call: %q, %v", r.body, r.err)
+	}
+	if r := <-a; r.err != nil || r.body != "retried" {
+		t.Fatalf("retried call: %q, %v (its retry waited for a slot an idle connection held)", r.body, r.err)
+	}
+}
