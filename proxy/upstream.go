@@ -240,6 +240,10 @@ var hopHeaders = map[string]bool{
 // errNoResponse marks a failure before any response byte was read.
 var errNoResponse = errors.New("upstream sent no response")
 
+// errReqBody marks a failure to read the request body from the client,
+// which says nothing of the upstream connection.
+var errReqBody = errors.New("request body")
+
 // errFreshClosed marks a new connection closed before any response byte:
 // towards a peer this is how a TLS 1.3 server's refusal of our client
 // certificate usually shows (the alert races the close).
@@ -318,8 +322,19 @@ func safeMethod(m string) bool {
 }
 
 func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, host, uri string) (*http.Response, error) {
-	if err := writeRequest(uc.bw, r, host, uri); err != nil {
-		return nil, fmt.Errorf("%w: write: %w", errNoResponse, err)
+	werr := writeRequest(uc.bw, r, host, uri)
+	if werr != nil {
+		if errors.Is(werr, errReqBody) {
+			return nil, werr
+		}
+		werr = fmt.Errorf("%w: write: %w", errNoResponse, werr)
+		if ctx.Err() != nil || !(r.ContentLength > 0 || r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody) {
+			return nil, werr
+		}
+		// The body could not all be sent: the server may have answered
+		// before reading it, and closed. Its answer is the response (as
+		// net/http's Transport, which reads while it writes, has it);
+		// with none, the write error stands.
 	}
 	if u.respTimeout > 0 {
 		uc.c.SetReadDeadline(time.Now().Add(u.respTimeout))
@@ -330,6 +345,9 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, ho
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			if werr != nil {
+				return nil, werr
+			}
 			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
 				return nil, fmt.Errorf("%w: %w", errNoResponse, err)
 			}
@@ -337,6 +355,9 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, ho
 		}
 		resp, err := http.ReadResponse(uc.br, r)
 		if err != nil {
+			if werr != nil {
+				return nil, werr
+			}
 			return nil, fmt.Errorf("read response: %w", err)
 		}
 		if resp.StatusCode < 100 {
@@ -351,6 +372,9 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, ho
 			return nil, errors.New("upstream switched protocols on a plain request")
 		}
 		uc.lim.on = false
+		if werr != nil {
+			resp.Close = true // the request is not all sent
+		}
 		if u.respTimeout <= 0 || resp.ContentLength < 0 || int64(uc.br.Buffered()) < resp.ContentLength {
 			// The body is read from the socket: no response timeout on
 			// it (streams may be long). A body already buffered needs
@@ -396,7 +420,11 @@ func writeRequest(bw *bufio.Writer, r *http.Request, host, uri string) error {
 		bw.WriteString("Content-Length: ")
 		bw.WriteString(strconv.FormatInt(r.ContentLength, 10))
 		bw.WriteString("\r\n\r\n")
-		n, err := io.CopyN(bw, r.Body, r.ContentLength)
+		src := &bodySrc{r: r.Body, n: r.ContentLength}
+		n, err := bw.ReadFrom(src)
+		if src.err != nil {
+			return fmt.Errorf("%w (%d of %d bytes): %w", errReqBody, n, r.ContentLength, src.err)
+		}
 		if err != nil {
 			return fmt.Errorf("request body (%d of %d bytes): %w", n, r.ContentLength, err)
 		}
@@ -426,7 +454,34 @@ func containsString(ss []string, s string) bool {
 	return false
 }
 
-// copyChunked writes src as a chunked body (no trailers).
+// bodySrc is a request body of n bytes as writeRequest reads it, its read
+// errors kept apart from the connection's write errors.
+type bodySrc struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (b *bodySrc) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.r.Read(p)
+	b.n -= int64(n)
+	if err == io.EOF && b.n > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
+}
+
+// copyChunked writes src as a chunked body (no trailers). It stops at the
+// first write error (bufio.Writer's errors stick).
 func copyChunked(bw *bufio.Writer, src io.Reader, buf []byte) error {
 	for {
 		n, err := src.Read(buf)
@@ -434,14 +489,16 @@ func copyChunked(bw *bufio.Writer, src io.Reader, buf []byte) error {
 			bw.WriteString(strconv.FormatInt(int64(n), 16))
 			bw.WriteString("\r\n")
 			bw.Write(buf[:n])
-			bw.WriteString("\r\n")
+			if _, werr := bw.WriteString("\r\n"); werr != nil {
+				return fmt.Errorf("request body: %w", werr)
+			}
 		}
 		if err == io.EOF {
 			_, werr := bw.WriteString("0\r\n\r\n")
 			return werr
 		}
 		if err != nil {
-			return fmt.Errorf("request body: %w", err)
+			return fmt.Errorf("%w: %w", errReqBody, err)
 		}
 	}
 }

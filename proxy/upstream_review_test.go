@@ -385,3 +385,97 @@ func TestUpstreamRetryNotStarvedByIdleConns(t *testing.T) {
 		t.Fatalf("retried call: %q, %v (its retry waited for a slot an idle connection held)", r.body, r.err)
 	}
 }
+
+type rvZeros struct{}
+
+func (rvZeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// A backend may answer before it has read the request body, and close (net/http's
+// server does so for an unread body over 256 KiB; so do others refusing an
+// upload): the answer is the response, as net/http's Transport, which
+// reads while it writes, returns it, not a write error.
+func TestUpstreamEarlyResponseDuringBodyWrite(t *testing.T) {
+	dial, srv := rvHTTPBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "9")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+		io.WriteString(w, "too large")
+	}))
+	const size = 32 << 20
+	t.Run("net/http Transport, for reference", func(t *testing.T) {
+		req, _ := http.NewRequest("POST", srv.URL+"/upload", io.LimitReader(rvZeros{}, size))
+		req.ContentLength = size
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	})
+	for _, cl := range []int64{size, -1} {
+		t.Run(fmt.Sprintf("upstream, Content-Length %d", cl), func(t *testing.T) {
+			u := rvUpstream(t, dial, 1)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			rec := httptest.NewRecorder()
+			err := rvForward(ctx, u, rec, rvReq("POST", "/upload", io.LimitReader(rvZeros{}, size), cl), nil)
+			if err != nil {
+				t.Fatalf("forward: %v; want the backend's 413", err)
+			}
+			if rec.Code != http.StatusRequestEntityTooLarge || rec.Body.String() != "too large" {
+				t.Fatalf("got %d %q", rec.Code, rec.Body)
+			}
+			rvWaitSlots(t, u)
+		})
+	}
+}
+
+// rvBrokenBody is a client's request body that fails after a few bytes.
+type rvBrokenBody struct{ n int }
+
+func (b *rvBrokenBody) Read(p []byte) (int, error) {
+	if b.n >= 10 {
+		return 0, io.ErrUnexpectedEOF
+	}
+	b.n += copy(p[:1], "x")
+	return 1, nil
+}
+
+// A failure to read the client's request body is not the upstream's doing:
+// it is not reported as a connection closed before a response (which
+// classifies an outbound call as refused by the peer); a body over the
+// limit is still told as such (413).
+func TestUpstreamClientBodyErrorNotUpstreams(t *testing.T) {
+	dial, _ := rvHTTPBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+	}))
+	for _, tc := range []struct {
+		name string
+		body func() io.Reader
+		cl   int64
+		mbe  bool
+	}{
+		{"content-length", func() io.Reader { return &rvBrokenBody{} }, 1000, false},
+		{"chunked", func() io.Reader { return &rvBrokenBody{} }, -1, false},
+		{"over the limit", func() io.Reader {
+			return http.MaxBytesReader(nil, io.NopCloser(io.LimitReader(rvZeros{}, 1<<20)), 1000)
+		}, -1, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := rvUpstream(t, dial, 1)
+			err := rvForward(context.Background(), u, httptest.NewRecorder(), rvReq("POST", "/", tc.body(), tc.cl), nil)
+			if err == nil {
+				t.Fatal("forward succeeded")
+			}
+			if errors.Is(err, errFreshClosed) || errors.Is(err, errNoResponse) {
+				t.Fatalf("a client body error reported as the upstream's: %v", err)
+			}
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) != tc.mbe {
+				t.Fatalf("MaxBytesError found: %v, want %v (%v)", !tc.mbe, tc.mbe, err)
+			}
+			rvWaitSlots(t, u)
+		})
+	}
+}
