@@ -340,10 +340,15 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, ho
 		uc.c.SetReadDeadline(time.Now().Add(u.respTimeout))
 	}
 	uc.lim.on, uc.lim.n = true, maxResponseHead
-	for {
+	for interim := false; ; interim = true {
 		if _, err := uc.br.Peek(1); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
+			}
+			if interim {
+				// A 1xx came: the request was answered in part, so
+				// this is no failure before any response byte.
+				return nil, fmt.Errorf("read response after a 1xx: %w", err)
 			}
 			if werr != nil {
 				return nil, werr

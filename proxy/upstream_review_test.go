@@ -479,3 +479,47 @@ func TestUpstreamClientBodyErrorNotUpstreams(t *testing.T) {
 		})
 	}
 }
+
+// A connection closed after an interim (1xx) response has answered the
+// request in part: the call fails, it is not retried (the retry is for a
+// pooled connection found closed before any response byte), and on a new
+// connection it is not told as one closed before a response.
+func TestUpstreamNoRetryAfterInterimResponse(t *testing.T) {
+	var reqs atomic.Int32
+	dial := rvBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			req, err := rvReadReq(br)
+			if err != nil {
+				return
+			}
+			reqs.Add(1)
+			if req.URL.Path == "/hint" {
+				io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n")
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	t.Run("pooled connection", func(t *testing.T) {
+		reqs.Store(0)
+		u := rvUpstream(t, dial, 2)
+		if body, err := rvGet(t, u, "/warm"); err != nil || body != "ok" {
+			t.Fatalf("warm-up: %q, %v", body, err)
+		}
+		body, err := rvGet(t, u, "/hint")
+		if err == nil {
+			t.Fatalf("forward succeeded with %q", body)
+		}
+		if n := reqs.Load(); n != 2 {
+			t.Fatalf("backend saw %d requests, want 2 (no retry after a 103)", n)
+		}
+	})
+	t.Run("new connection", func(t *testing.T) {
+		u := rvUpstream(t, dial, 2)
+		_, err := rvGet(t, u, "/hint")
+		if err == nil || errors.Is(err, errFreshClosed) || errors.Is(err, errNoResponse) {
+			t.Fatalf("forward: %v; want a failure after a response began", err)
+		}
+	})
+}
