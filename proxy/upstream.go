@@ -521,8 +521,10 @@ func (u *upstream) respond(w http.ResponseWriter, r *http.Request, uc *upConn, r
 		}
 	}()
 	dst := w.Header()
+	_, conn := resp.Header["Connection"]
 	for k, vs := range resp.Header {
-		if hopHeaders[k] {
+		// Fields the Connection header names are hop-by-hop too.
+		if hopHeaders[k] || conn && httpHeaderHasToken(resp.Header, "Connection", k) {
 			continue
 		}
 		dst[k] = vs

@@ -523,3 +523,27 @@ func TestUpstreamNoRetryAfterInterimResponse(t *testing.T) {
 		}
 	})
 }
+
+// Response fields named in the backend's Connection header are hop-by-hop
+// and not passed on (RFC 9110 7.6.1), as for requests (and as
+// httputil.ReverseProxy does).
+func TestUpstreamResponseConnectionFieldsRemoved(t *testing.T) {
+	dial := rvBackend(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			if _, err := rvReadReq(br); err != nil {
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: keep-alive, x-hop\r\nX-Hop: private\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok")
+		}
+	})
+	u := rvUpstream(t, dial, 1)
+	rec := httptest.NewRecorder()
+	if err := rvForward(context.Background(), u, rec, rvReq("GET", "/", nil, 0), nil); err != nil {
+		t.Fatal(err)
+	}
+	h := rec.Result().Header
+	if h.Get("X-Kept") != "yes" || h.Get("X-Hop") != "" || h.Get("Connection") != "" {
+		t.Fatalf("response header %v: want X-Kept, not X-Hop or Connection", h)
+	}
+}
