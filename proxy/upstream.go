@@ -338,6 +338,11 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, ho
 	}
 	if u.respTimeout > 0 {
 		uc.c.SetReadDeadline(time.Now().Add(u.respTimeout))
+		if ctx.Err() != nil {
+			// Cancelled meanwhile: the watcher's deadline may have
+			// been set before this one, which undid it.
+			return nil, ctx.Err()
+		}
 	}
 	uc.lim.on, uc.lim.n = true, maxResponseHead
 	for interim := false; ; interim = true {

@@ -547,3 +547,118 @@ func TestUpstreamResponseConnectionFieldsRemoved(t *testing.T) {
 		t.Fatalf("response header %v: want X-Kept, not X-Hop or Connection", h)
 	}
 }
+
+// Whether a connection is pooled after a response follows its framing
+// (RFC 9112 6.3, 9.3): kept after a length-framed or chunked response
+// (trailers read), after 1xx interim responses, after bodyless 204, 304 and
+// HEAD responses that carry a Content-Length; closed after Connection:
+// close, an HTTP/1.0 response without keep-alive and a body ended by close.
+func TestUpstreamConnectionReuse(t *testing.T) {
+	for _, tc := range []struct {
+		name, method, resp string
+		closeAfter         bool
+		status             int
+		body               string
+		reuse              bool
+	}{
+		{"content-length", "GET", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, 200, "ok", true},
+		{"connection close", "GET", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", false, 200, "ok", false},
+		{"http/1.0", "GET", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", false, 200, "ok", false},
+		{"http/1.0 keep-alive", "GET", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", false, 200, "ok", true},
+		{"ended by close", "GET", "HTTP/1.1 200 OK\r\n\r\nok", true, 200, "ok", false},
+		{"chunked with trailers", "GET", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-T\r\n\r\n2\r\nok\r\n0\r\nX-T: v\r\n\r\n", false, 200, "ok", true},
+		{"1xx first", "GET", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, 200, "ok", true},
+		{"204 with length", "GET", "HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n", false, 204, "", true},
+		{"304 with length", "GET", "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n", false, 304, "", true},
+		{"HEAD with length", "HEAD", "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", false, 200, "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var conns atomic.Int32
+			dial := rvBackend(t, func(c net.Conn) {
+				conns.Add(1)
+				br := bufio.NewReader(c)
+				for {
+					req, err := rvReadReq(br)
+					if err != nil {
+						return
+					}
+					if req.URL.Path == "/next" {
+						io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+						continue
+					}
+					io.WriteString(c, tc.resp)
+					if tc.closeAfter {
+						return
+					}
+				}
+			})
+			u := rvUpstream(t, dial, 2)
+			rec := httptest.NewRecorder()
+			if err := rvForward(context.Background(), u, rec, rvReq(tc.method, "/", nil, 0), nil); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != tc.status || rec.Body.String() != tc.body {
+				t.Fatalf("got %d %q, want %d %q", rec.Code, rec.Body, tc.status, tc.body)
+			}
+			if body, err := rvGet(t, u, "/next"); err != nil || body != "next" {
+				t.Fatalf("next call: %q, %v", body, err)
+			}
+			if reused := conns.Load() == 1; reused != tc.reuse {
+				t.Fatalf("connection reused: %v, want %v", reused, tc.reuse)
+			}
+		})
+	}
+}
+
+// rvCancelConn cancels its call once the request is written, and returns
+// from that write only after the cancellation watcher has set its deadline.
+type rvCancelConn struct {
+	net.Conn
+	cancel context.CancelFunc
+	cut    chan struct{}
+	once   sync.Once
+}
+
+func (c *rvCancelConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.once.Do(func() {
+		c.cancel()
+		<-c.cut
+	})
+	return n, err
+}
+
+func (c *rvCancelConn) SetDeadline(t time.Time) error {
+	err := c.Conn.SetDeadline(t)
+	if t.Before(time.Now()) {
+		close(c.cut)
+	}
+	return err
+}
+
+// A call cancelled just as its request is written is not left waiting
+// BackendTimeout for a response head: the response deadline set after the
+// write must not undo the cancellation watcher's.
+func TestUpstreamCancelAfterWriteNotLost(t *testing.T) {
+	dialRaw := rvBackend(t, func(c net.Conn) {
+		io.Copy(io.Discard, c) // never answers
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	u := rvUpstream(t, func(ctx context.Context) (net.Conn, error) {
+		c, err := dialRaw(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &rvCancelConn{Conn: c, cancel: cancel, cut: make(chan struct{})}, nil
+	}, 1)
+	start := time.Now()
+	err := rvForward(ctx, u, httptest.NewRecorder(), rvReq("GET", "/", nil, 0), nil)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("forward: %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("the cancelled call waited %v", d)
+	}
+	rvWaitSlots(t, u)
+}
