@@ -139,8 +139,9 @@ func (sc *srvConn) Write(p []byte) (int, error) {
 	return sc.c.Write(p)
 }
 
-// limitReader caps what the header parser may read (MaxHeaderBytes plus
-// net/http's 4 KiB of slack).
+// limitReader caps what a header parser may read: a request head on a
+// served connection (MaxHeaderBytes plus net/http's 4 KiB of slack), a
+// response head on an upstream one (maxResponseHead). MaxInt64 lifts it.
 type limitReader struct {
 	r      io.Reader
 	remain int64
@@ -162,7 +163,7 @@ func (l *limitReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-var errHeaderTooLarge = errors.New("request header too large")
+var errHeaderTooLarge = errors.New("header too large")
 
 func newH1Server(h http.Handler, l Limits, log *slog.Logger) *h1Server {
 	return &h1Server{handler: h, limits: l, log: log, conns: map[*srvConn]struct{}{}}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/textproto"
@@ -37,7 +38,7 @@ type upstream struct {
 
 type upConn struct {
 	c       net.Conn
-	lim     headLimit // what br reads from
+	lim     limitReader // what br reads from: bounded while a head is read
 	br      *bufio.Reader
 	bw      *bufio.Writer
 	closeFn func()
@@ -51,31 +52,6 @@ type upConn struct {
 // by default): a backend or peer sending an endless header would
 // otherwise have it all buffered.
 const maxResponseHead = 1 << 20
-
-var errHeadTooLarge = fmt.Errorf("response head larger than %d bytes", maxResponseHead)
-
-// headLimit is the reader under an upConn's bufio.Reader: while on (a
-// response head is being read) it allows n more bytes.
-type headLimit struct {
-	r  io.Reader
-	n  int64
-	on bool
-}
-
-func (l *headLimit) Read(p []byte) (int, error) {
-	if !l.on {
-		return l.r.Read(p)
-	}
-	if l.n <= 0 {
-		return 0, errHeadTooLarge
-	}
-	if int64(len(p)) > l.n {
-		p = p[:l.n]
-	}
-	n, err := l.r.Read(p)
-	l.n -= int64(n)
-	return n, err
-}
 
 // staleAfter is how long a pooled connection may sit idle before get
 // checks, with a non-blocking read, that the server has not closed it
@@ -174,7 +150,7 @@ func (u *upstream) get(ctx context.Context, fresh bool) (*upConn, bool, error) {
 				<-u.slots
 				return nil, false, err
 			}
-			uc := &upConn{c: c, lim: headLimit{r: c}, bw: bufio.NewWriterSize(c, 16<<10)}
+			uc := &upConn{c: c, lim: limitReader{r: c, remain: math.MaxInt64}, bw: bufio.NewWriterSize(c, 16<<10)}
 			uc.br = bufio.NewReaderSize(&uc.lim, 16<<10)
 			uc.closeFn = func() { <-u.slots }
 			return uc, false, nil
@@ -344,7 +320,7 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, ho
 			return nil, ctx.Err()
 		}
 	}
-	uc.lim.on, uc.lim.n = true, maxResponseHead
+	uc.lim.remain = maxResponseHead
 	for interim := false; ; interim = true {
 		if _, err := uc.br.Peek(1); err != nil {
 			if ctx.Err() != nil {
@@ -381,7 +357,7 @@ func (u *upstream) exchange(ctx context.Context, uc *upConn, r *http.Request, ho
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			return nil, errors.New("upstream switched protocols on a plain request")
 		}
-		uc.lim.on = false
+		uc.lim.remain = math.MaxInt64
 		if werr != nil {
 			resp.Close = true // the request is not all sent
 		}
