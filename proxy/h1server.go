@@ -63,8 +63,8 @@ type srvConn struct {
 	fresh  atomic.Bool // no request has started yet
 	born   time.Time
 	remote string
-	raw    []byte    // header block of a request that arrived in pieces
-	wset   time.Time // when the write deadline was last moved (see Write)
+	raw    []byte        // header block of a request that arrived in pieces
+	wstall stallDeadline // the write deadline's pacing (see Write)
 	// linger: the connection is closed after a response while the client
 	// may still be sending (an error answer, a body left unread).
 	linger bool
@@ -130,13 +130,29 @@ func (sc *srvConn) lingerClose() {
 // follows progress, so a long response to a client that keeps reading is
 // not cut; it is moved at most every eighth of the timeout, not per write.
 func (sc *srvConn) Write(p []byte) (int, error) {
-	if t := sc.srv.limits.WriteStallTimeout; t > 0 {
-		if now := time.Now(); now.Sub(sc.wset) > t/8 {
-			sc.wset = now
-			sc.c.SetWriteDeadline(now.Add(t))
-		}
+	if dl, ok := sc.wstall.due(sc.srv.limits.WriteStallTimeout); ok {
+		sc.c.SetWriteDeadline(dl)
 	}
 	return sc.c.Write(p)
+}
+
+// stallDeadline paces a write deadline that follows progress (the
+// write-stall timeout of HTTP/1 connections and HTTP/2 streams): due
+// returns a new deadline t from now when the last was set more than an
+// eighth of t ago, so a write always has at least 7/8 of t and the
+// deadline is not moved per write.
+type stallDeadline struct{ set time.Time }
+
+func (d *stallDeadline) due(t time.Duration) (time.Time, bool) {
+	if t <= 0 {
+		return time.Time{}, false
+	}
+	now := time.Now()
+	if now.Sub(d.set) <= t/8 {
+		return time.Time{}, false
+	}
+	d.set = now
+	return now.Add(t), true
 }
 
 // limitReader caps what a header parser may read: a request head on a
@@ -582,14 +598,14 @@ func (sc *srvConn) badRequest(err error) {
 func (sc *srvConn) replyError(code int, msg string) {
 	sc.linger = true
 	body := strconv.Itoa(code) + " " + http.StatusText(code) + ": " + msg + "\n"
-	// One second (or the stall timeout, if shorter); wset keeps Write
-	// from moving this deadline to a full stall timeout.
+	// One second (or the stall timeout, if shorter); marking it set keeps
+	// Write from moving this deadline to a full stall timeout.
 	d := time.Second
 	if t := sc.srv.limits.WriteStallTimeout; t > 0 && t < d {
 		d = t
 	}
 	now := time.Now()
-	sc.wset = now
+	sc.wstall.set = now
 	sc.c.SetWriteDeadline(now.Add(d))
 	fmt.Fprintf(sc.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		code, http.StatusText(code), len(body), body)

@@ -562,16 +562,15 @@ type writerOnly struct{ io.Writer }
 // deadline follows progress and is moved at most every eighth of the
 // timeout.
 type stallWriter struct {
-	w   http.ResponseWriter
-	rc  *http.ResponseController
-	t   time.Duration
-	set time.Time
+	w    http.ResponseWriter
+	rc   *http.ResponseController
+	t    time.Duration
+	pace stallDeadline
 }
 
 func (s *stallWriter) Write(p []byte) (int, error) {
-	if now := time.Now(); now.Sub(s.set) > s.t/8 {
-		s.set = now
-		s.rc.SetWriteDeadline(now.Add(s.t))
+	if dl, ok := s.pace.due(s.t); ok {
+		s.rc.SetWriteDeadline(dl)
 	}
 	return s.w.Write(p)
 }
